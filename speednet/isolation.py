@@ -1,0 +1,76 @@
+"""Run a decode job in a recyclable worker process with a time limit.
+
+decord can loop forever holding the GIL, or segfault, on a broken file (HAZARDS.md);
+a thread cannot be stopped in either case, a process can. Jobs go to a shared pool of
+spawned processes (pebble): a job past its deadline has its worker killed and raises
+``DecodeTimeout``; a worker that dies raises ``DecoderCrashed``; workers are replaced
+after a number of jobs so decoder memory growth cannot accumulate.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import os
+import threading
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Callable
+
+from speednet.errors import DecoderCrashed, DecodeTimeout
+
+_JOBS_PER_WORKER = 32
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def default_workers() -> int:
+    """Worker processes to use: $SPEEDNET_DECODE_WORKERS, else one per CPU core."""
+    return int(os.environ.get("SPEEDNET_DECODE_WORKERS", 0)) or os.cpu_count() or 1
+
+
+def _get_pool():
+    global _pool
+    with _pool_lock:
+        if _pool is None or not _pool.active:
+            if multiprocessing.current_process().daemon:
+                raise RuntimeError(
+                    "isolated decoding needs to start worker processes, but this is a daemonic process "
+                    "(a Dask worker?). Start Dask workers with `distributed.worker.daemon: false` "
+                    "(e.g. DASK_DISTRIBUTED__WORKER__DAEMON=False)."
+                )
+            from pebble import ProcessPool
+
+            _pool = ProcessPool(
+                max_workers=default_workers(), max_tasks=_JOBS_PER_WORKER, context=multiprocessing.get_context("spawn")
+            )
+        return _pool
+
+
+def run_isolated(fn: Callable[..., Any], *args: Any, path: str, timeout_s: float, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` in a worker process; its exceptions are re-raised here.
+
+    ``fn`` must be importable by name (a module-level function). ``path`` names the file
+    the job reads, for the error raised on a timeout or crash.
+    """
+    from pebble import ProcessExpired
+
+    future = _get_pool().schedule(fn, args=args, kwargs=kwargs, timeout=timeout_s)
+    try:
+        return future.result()
+    except FutureTimeout:
+        raise DecodeTimeout(path, f"no result after {timeout_s:.0f} s; the worker was killed") from None
+    except ProcessExpired as e:
+        raise DecoderCrashed(path, f"the worker process died with exit code {e.exitcode}") from None
+
+
+def shutdown() -> None:
+    """Stop the worker processes (they are also stopped at interpreter exit)."""
+    global _pool
+    with _pool_lock:
+        if _pool is not None:
+            _pool.stop()
+            _pool.join()
+            _pool = None
+
+
+atexit.register(shutdown)

@@ -1,0 +1,120 @@
+"""The DuckDB catalog: connections, schema, and the writes flows make to it.
+
+DuckDB lets one process write a file at a time, and readers in other processes fail while
+a writer holds it (HAZARDS.md). So every write happens inside ``writer()``, which holds an
+OS file lock beside the database for the whole transaction (concurrent flow runs queue
+instead of failing), and connections retry briefly when another process has the file open.
+Upserts go through a staging table in one transaction (delete + insert by key), never
+through ON CONFLICT with secondary indexes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import time
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+_LOCK_RETRY_S = 30.0
+
+
+def _schema_sql() -> str:
+    return resources.files("storage").joinpath("schema.sql").read_text()
+
+
+def connect(path: str | Path, *, read_only: bool = False, retry_s: float = _LOCK_RETRY_S) -> duckdb.DuckDBPyConnection:
+    """Open the catalog (creating it and its schema when writable), retrying while another process holds it."""
+    path = Path(path)
+    if read_only and not path.exists():
+        raise FileNotFoundError(f"no catalog at {path}; run the ingest-library flow first (`speednet ingest LIBRARY`)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + retry_s
+    delay = 0.05
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as e:
+            if "lock" not in str(e).lower() or time.monotonic() > deadline:
+                raise RuntimeError(f"{path}: the catalog is locked by another process ({e}); retry when it finishes") from e
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+    if not read_only:
+        con.execute(_schema_sql())
+        if con.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 0:
+            con.execute("INSERT INTO schema_version VALUES (?)", [SCHEMA_VERSION])
+    return con
+
+
+@contextlib.contextmanager
+def writer(path: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection inside one transaction, exclusive across processes; commits on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        con = connect(path)
+        try:
+            con.execute("BEGIN TRANSACTION")
+            yield con
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+
+
+def upsert(con: duckdb.DuckDBPyConnection, table: str, key: str, rows: list[dict]) -> None:
+    """Replace rows of ``table`` by ``key`` with ``rows`` (missing columns become NULL)."""
+    if not rows:
+        return
+    columns = [name for name, *_ in con.execute(f"DESCRIBE {table}").fetchall()]
+    staged = pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows])
+    con.register("staged_rows", staged)
+    try:
+        con.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM staged_rows)")
+        con.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM staged_rows")
+    finally:
+        con.unregister("staged_rows")
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def canonical_json(params: dict) -> str:
+    """Stable JSON of a parameter dict, the input of ``params_hash``."""
+    return json.dumps(params, sort_keys=True, separators=(",", ":"))
+
+
+def known_files(path: str | Path) -> dict[str, tuple[int, int, str]]:
+    """path -> (size_bytes, mtime_ns, video_id) for files already hashed, to skip re-hashing them."""
+    if not Path(path).exists():
+        return {}
+    con = connect(path, read_only=True)
+    try:
+        rows = con.execute("SELECT path, size_bytes, mtime_ns, video_id FROM videos WHERE mtime_ns IS NOT NULL").fetchall()
+    finally:
+        con.close()
+    return {p: (size, mtime, vid) for p, size, mtime, vid in rows}
+
+
+def video_states(path: str | Path) -> dict[str, tuple[str, str | None, str | None]]:
+    """video_id -> (status, error_kind, params_hash) for every catalogued video."""
+    if not Path(path).exists():
+        return {}
+    con = connect(path, read_only=True)
+    try:
+        rows = con.execute("SELECT video_id, status, error_kind, params_hash FROM videos").fetchall()
+    finally:
+        con.close()
+    return {vid: (status, kind, ph) for vid, status, kind, ph in rows}

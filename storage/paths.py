@@ -1,0 +1,34 @@
+"""Where speednet keeps its state: one data folder, laid out the same for every flow.
+
+The folder is ``$SPEEDNET_HOME`` or ``<repo>/var``. Everything a run writes lives under
+it, so a project can be moved, backed up or wiped as one directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def data_home() -> Path:
+    """The data folder: $SPEEDNET_HOME, else <repo>/var."""
+    return Path(os.environ.get("SPEEDNET_HOME") or REPO_ROOT / "var").resolve()
+
+
+def samples_dir(home: Path | None = None) -> Path:
+    return (home or data_home()) / "samples"
+
+
+def catalog_path(home: Path | None = None) -> Path:
+    return (home or data_home()) / "catalog.duckdb"
+
+
+def shards_dir(home: Path | None = None) -> Path:
+    return (home or data_home()) / "shards"
+
+
+def staging_dir(home: Path | None = None) -> Path:
+    """Per-video parts waiting to be packed into shards (kept across a killed run, so no re-decode)."""
+    return (home or data_home()) / "shards" / "staging"

@@ -1,0 +1,215 @@
+"""Parquet shards of clips: the on-disk form of decoded training/scoring frames.
+
+One row per clip (see docs/SHARDS.md for the schema). Frames are stored per frame, as
+raw uint8 RGB (``raw``; the Parquet column is zstd-compressed) or as JPEG (``jpeg``), so a
+reader can decode exactly the frames it needs. Files appear under their final name only
+when complete (temp + rename).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SHARD_SCHEMA = pa.schema(
+    [
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("clip_index", pa.int32(), nullable=False),
+        pa.field("frame_indices", pa.list_(pa.int32()), nullable=False),  # source frame numbers
+        pa.field("t_seconds", pa.list_(pa.float64()), nullable=False),  # source timestamps of those frames
+        pa.field("fps", pa.float32(), nullable=False),  # rate of the stored frames (source fps / frame step)
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("encoding", pa.string(), nullable=False),  # "raw" (H*W*3 uint8 bytes) or "jpeg"
+        pa.field("frames", pa.list_(pa.binary()), nullable=False),  # one blob per frame
+    ],
+    metadata={"speednet.shard_version": "1"},
+)
+FRAME_ENCODINGS = ("raw", "jpeg")
+DEFAULT_ROW_GROUP_BYTES = 64 << 20
+
+
+@dataclass
+class Clip:
+    """Consecutive frames of one video, as stored in a shard row."""
+
+    video_id: str
+    clip_index: int
+    frame_indices: np.ndarray  # (N,) int
+    t_seconds: np.ndarray  # (N,) float
+    fps: float
+    frames: np.ndarray  # (N, H, W, 3) uint8 RGB
+
+
+def encode_frames(frames: np.ndarray, encoding: str, jpeg_quality: int = 90) -> list[bytes]:
+    """One blob per frame of an (N, H, W, 3) uint8 array."""
+    if encoding == "raw":
+        return [np.ascontiguousarray(frame).tobytes() for frame in frames]
+    if encoding == "jpeg":
+        from PIL import Image
+
+        blobs = []
+        for frame in frames:
+            buffer = io.BytesIO()
+            Image.fromarray(frame).save(buffer, format="JPEG", quality=jpeg_quality)
+            blobs.append(buffer.getvalue())
+        return blobs
+    raise ValueError(f"unknown frame encoding {encoding!r}; choose one of {FRAME_ENCODINGS}")
+
+
+def decode_frames(blobs: Iterable[bytes], encoding: str, height: int, width: int) -> np.ndarray:
+    """Inverse of ``encode_frames``: an (N, H, W, 3) uint8 array."""
+    if encoding == "raw":
+        return np.stack([np.frombuffer(b, dtype=np.uint8).reshape(height, width, 3) for b in blobs])
+    if encoding == "jpeg":
+        from PIL import Image
+
+        return np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in blobs])
+    raise ValueError(f"unknown frame encoding {encoding!r}; choose one of {FRAME_ENCODINGS}")
+
+
+def partial_name(path: Path) -> Path:
+    """Where a file is written before it is renamed into place."""
+    return path.with_name(f".{path.name}.partial")
+
+
+class ShardWriter:
+    """Append clips to a Parquet file, written atomically.
+
+    ``compression`` applies per column ('zstd' for shards, 'none' for fast staging parts);
+    rows are flushed as row groups of about ``row_group_bytes``.
+    """
+
+    def __init__(self, path: str | Path, *, encoding: str = "raw", compression: str = "zstd",
+                 compression_level: int | None = 1, row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES):
+        if encoding not in FRAME_ENCODINGS:
+            raise ValueError(f"unknown frame encoding {encoding!r}; choose one of {FRAME_ENCODINGS}")
+        self.path = Path(path)
+        self.encoding = encoding
+        self.row_group_bytes = row_group_bytes
+        self._tmp = partial_name(self.path)
+        self._compression = compression
+        self._compression_level = compression_level if compression == "zstd" else None
+        self._writer: pq.ParquetWriter | None = None
+        self._rows: list[dict] = []
+        self._buffered_bytes = 0
+        self.clip_count = 0
+
+    def __enter__(self) -> "ShardWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = pq.ParquetWriter(
+            self._tmp, SHARD_SCHEMA, compression=self._compression, compression_level=self._compression_level,
+            use_dictionary=["video_id", "encoding"], write_statistics=["video_id", "clip_index"],
+        )
+        return self
+
+    def write_clip(self, video_id: str, clip_index: int, frame_indices: np.ndarray, fps_source: float,
+                   fps_stored: float, frames: np.ndarray) -> None:
+        """Add one clip; ``frames`` (N, H, W, 3) uint8 are encoded with the writer's encoding."""
+        blobs = encode_frames(frames, self.encoding)
+        self._rows.append(dict(
+            video_id=video_id, clip_index=int(clip_index), frame_indices=[int(i) for i in frame_indices],
+            t_seconds=[float(i) / fps_source for i in frame_indices], fps=float(fps_stored),
+            height=int(frames.shape[1]), width=int(frames.shape[2]), encoding=self.encoding, frames=blobs,
+        ))
+        self._buffered_bytes += sum(len(b) for b in blobs)
+        self.clip_count += 1
+        if self._buffered_bytes >= self.row_group_bytes:
+            self._flush()
+
+    def write_table(self, table: pa.Table) -> None:
+        """Append rows already in shard form (used when packing parts into shards)."""
+        self._flush()
+        assert self._writer is not None, "use ShardWriter as a context manager"
+        self._writer.write_table(table.cast(SHARD_SCHEMA))
+        self.clip_count += table.num_rows
+
+    def _flush(self) -> None:
+        if self._rows:
+            assert self._writer is not None, "use ShardWriter as a context manager"
+            self._writer.write_table(pa.Table.from_pylist(self._rows, schema=SHARD_SCHEMA))
+            self._rows, self._buffered_bytes = [], 0
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self._flush()
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+        if exc_type is None:
+            os.replace(self._tmp, self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)
+
+
+def iter_clips(path: str | Path, video_ids: Iterable[str] | None = None) -> Iterator[Clip]:
+    """Clips of a shard, a row group at a time (bounded memory), optionally only some videos."""
+    wanted = set(video_ids) if video_ids is not None else None
+    shard = pq.ParquetFile(path)
+    for group in range(shard.num_row_groups):
+        table = shard.read_row_group(group)
+        for row in table.to_pylist():
+            if wanted is not None and row["video_id"] not in wanted:
+                continue
+            yield clip_from_row(row)
+
+
+def clip_from_row(row: dict) -> Clip:
+    """Decode one shard row (as a dict) into a ``Clip``."""
+    return Clip(
+        video_id=row["video_id"], clip_index=row["clip_index"],
+        frame_indices=np.asarray(row["frame_indices"], dtype=np.int64),
+        t_seconds=np.asarray(row["t_seconds"], dtype=np.float64), fps=row["fps"],
+        frames=decode_frames(row["frames"], row["encoding"], row["height"], row["width"]),
+    )
+
+
+@dataclass(frozen=True)
+class PackedShard:
+    """A shard written by ``pack_parts``: where, which videos, how many clips, how big."""
+
+    path: Path
+    video_ids: tuple[str, ...]
+    clip_count: int
+    size_bytes: int
+
+
+def pack_parts(parts: list[tuple[str, Path]], out_dir: Path, *, name_prefix: str, target_bytes: int,
+               compression_level: int = 1) -> list[PackedShard]:
+    """Copy per-video staging parts into zstd shards of about ``target_bytes`` each.
+
+    ``parts`` are (video_id, path) pairs; a video's clips never straddle two shards. Shard
+    names derive from ``name_prefix`` and the video ids they hold, so packing the same
+    parts again rewrites the same files instead of adding new ones.
+    """
+    import hashlib
+
+    groups: list[list[tuple[str, Path]]] = [[]]
+    group_bytes = 0
+    for video_id, part in parts:
+        size = part.stat().st_size
+        if groups[-1] and group_bytes + size > target_bytes:
+            groups.append([])
+            group_bytes = 0
+        groups[-1].append((video_id, part))
+        group_bytes += size
+    shards = []
+    for group in groups if parts else []:
+        ids = tuple(video_id for video_id, _ in group)
+        digest = hashlib.blake2b("\n".join(sorted(ids)).encode(), digest_size=8).hexdigest()
+        path = out_dir / f"{name_prefix}-{digest}.parquet"
+        with ShardWriter(path, encoding="raw", compression="zstd", compression_level=compression_level) as writer:
+            for _, part in group:
+                source = pq.ParquetFile(part)
+                for index in range(source.num_row_groups):
+                    writer.write_table(source.read_row_group(index))
+        shards.append(PackedShard(path, ids, writer.clip_count, path.stat().st_size))
+    return shards

@@ -1,0 +1,225 @@
+"""Prefect tasks of the ingest-library flow: find, identify, probe, decode, pack and commit.
+
+Each task is a thin wrapper over ``speednet/`` (media) and ``storage/`` (shards, catalog)
+and can be called without Prefect as ``task.fn(...)``.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NONE as NO_CACHE
+
+from speednet.errors import MediaError, VideoNotFound
+from speednet.isolation import run_isolated
+from speednet.media import VIDEO_EXTENSIONS, ContainerInfo, content_hash, probe_container
+from storage import catalog
+from storage.shards import pack_parts, partial_name
+from tasks.decode_job import decode_to_part
+from tasks.ingest_params import IngestParams
+
+
+@dataclass(frozen=True)
+class VideoRef:
+    """A library file and its identity (content hash), as seen at discovery."""
+
+    path: str
+    video_id: str
+    size_bytes: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A file that could not be ingested, and why (becomes a ``status='failed'`` row)."""
+
+    path: str
+    video_id: str
+    error_kind: str
+    error: str
+    size_bytes: int | None = None
+    mtime_ns: int | None = None
+
+
+def failure_from(path: str, error: BaseException, ref: VideoRef | None = None) -> Failure:
+    """A ``Failure`` for ``error``; unexpected exceptions keep their type so a bug is not mistaken for bad input."""
+    kind = error.kind if isinstance(error, MediaError) else f"internal:{type(error).__name__}"
+    video_id = ref.video_id if ref else "unreadable-" + content_hash_of_text(path)
+    return Failure(path, video_id, kind, str(error), ref.size_bytes if ref else None, ref.mtime_ns if ref else None)
+
+
+def content_hash_of_text(text: str) -> str:
+    import hashlib
+
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def is_transient(task, task_run, state) -> bool:
+    """Retry only what may pass on a second try: I/O hiccups, not a file that is simply bad."""
+    try:
+        state.result()
+    except MediaError as e:
+        return not e.deterministic
+    except Exception:
+        return True
+    return False
+
+
+@task(name="discover-videos", cache_policy=NO_CACHE)
+def discover_videos(library: str) -> list[str]:
+    """Video files under ``library``: a folder (searched recursively), a glob pattern, or one file.
+
+    Files are picked by extension (see ``VIDEO_EXTENSIONS``); whether they really are videos
+    is found out later and recorded.
+    """
+    root = Path(library).expanduser()
+    if root.is_file():
+        candidates = [root]
+    elif root.is_dir():
+        candidates = [p for p in root.rglob("*") if p.is_file()]
+    else:
+        candidates = [Path(p) for p in glob.glob(str(root), recursive=True) if Path(p).is_file()]
+        if not candidates:
+            raise FileNotFoundError(f"library {library!r} is neither a folder, a file, nor a glob matching any file")
+    return sorted(str(p.resolve()) for p in candidates if p.suffix.lower() in VIDEO_EXTENSIONS)
+
+
+@task(name="identify-videos", cache_policy=NO_CACHE)
+def identify_videos(paths: list[str], catalog_path: str) -> tuple[list[VideoRef], list[Failure]]:
+    """Content hash of every file; a file whose path, size and mtime match the catalog is not re-read."""
+    known = catalog.known_files(catalog_path)
+
+    def identify(path: str) -> VideoRef | Failure:
+        try:
+            stat = os.stat(path)
+            seen = known.get(path)
+            if seen and seen[:2] == (stat.st_size, stat.st_mtime_ns):
+                return VideoRef(path, seen[2], stat.st_size, stat.st_mtime_ns)
+            return VideoRef(path, content_hash(path), stat.st_size, stat.st_mtime_ns)
+        except (OSError, MediaError) as e:
+            error = e if isinstance(e, MediaError) else VideoNotFound(path, f"cannot read file: {e}")
+            return failure_from(path, error)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:  # hashing releases the GIL; I/O bound
+        results = list(pool.map(identify, paths))
+    return [r for r in results if isinstance(r, VideoRef)], [r for r in results if isinstance(r, Failure)]
+
+
+@task(name="select-new-videos", cache_policy=NO_CACHE)
+def select_new_videos(refs: list[VideoRef], catalog_path: str, params: IngestParams) -> list[VideoRef]:
+    """The videos to (re-)ingest: unseen content, changed parameters, or a failure worth retrying.
+
+    One file per content: copies of the same bytes under several names are ingested once.
+    """
+    states = catalog.video_states(catalog_path)
+    todo, seen = [], set()
+    for ref in refs:
+        if ref.video_id in seen:
+            continue
+        seen.add(ref.video_id)
+        status, error_kind, params_hash = states.get(ref.video_id, (None, None, None))
+        done = status == "ingested" or (status == "failed" and not _is_retryable(error_kind))
+        if not (done and params_hash == params.params_hash):
+            todo.append(ref)
+    return todo
+
+
+def _is_retryable(error_kind: str | None) -> bool:
+    return error_kind in {"not_found", "decode_timeout"} or (error_kind or "").startswith("internal:")
+
+
+@task(name="probe-video", persist_result=True,
+      cache_key_fn=lambda context, parameters: f"probe-video:{parameters['ref'].video_id}")
+def probe_video(ref: VideoRef) -> ContainerInfo:
+    """Container facts of one video, cached by its content hash (identical bytes, identical answer)."""
+    return probe_container(ref.path)
+
+
+@task(name="ingest-video", retries=2, retry_delay_seconds=2, retry_condition_fn=is_transient, cache_policy=NO_CACHE)
+def ingest_video(ref: VideoRef, info: ContainerInfo, params: IngestParams, staging: str, decode_timeout_s: float) -> dict:
+    """Decode one video into a staging part, in an isolated worker process; returns its catalog row.
+
+    A part already staged for the same content and parameters (from a killed run) is reused.
+    """
+    part = Path(staging) / f"{ref.video_id}-{params.params_hash}.parquet"
+    summary_path = part.with_suffix(".json")
+    if part.exists() and summary_path.exists():
+        return {**json.loads(summary_path.read_text()), "path": ref.path}
+    part.parent.mkdir(parents=True, exist_ok=True)
+    row = run_isolated(decode_to_part, ref.path, ref.video_id, info, params.as_dict(), str(part),
+                       path=ref.path, timeout_s=decode_timeout_s)
+    tmp = partial_name(summary_path)
+    tmp.write_text(json.dumps(row))
+    os.replace(tmp, summary_path)
+    return row
+
+
+@task(name="commit-ingest", cache_policy=NO_CACHE)
+def commit_ingest(rows: list[dict], failures: list[Failure], refs: list[VideoRef], params: IngestParams,
+                  catalog_path: str, shards_dir: str, target_shard_mb: float) -> dict:
+    """Pack staged parts into shards and record every outcome in the catalog, in one transaction.
+
+    Holds the catalog's writer lock throughout, so concurrent runs queue. A run killed before
+    the commit leaves its parts for the next run and its shard files unlisted (deleted here).
+    """
+    stat_of = {ref.video_id: ref for ref in refs}
+    now = catalog.utc_now()
+    params_json = catalog.canonical_json(params.as_dict())
+    shard_root = Path(shards_dir)
+    with catalog.writer(catalog_path) as con:
+        _delete_unlisted_shards(con, shard_root)
+        packed = pack_parts([(r["video_id"], Path(r["part_path"])) for r in rows], shard_root,
+                            name_prefix=f"shard-{params.params_hash}", target_bytes=int(target_shard_mb * 2**20))
+        shard_of = {vid: shard for shard in packed for vid in shard.video_ids}
+        video_rows = [
+            {**row, "status": "ingested", "mtime_ns": stat_of[row["video_id"]].mtime_ns,
+             "ingest_params": params_json, "params_hash": params.params_hash,
+             "short_side_px": params.short_side_px, "clip_frames": params.clip_frames,
+             "shard_path": str(shard_of[row["video_id"]].path), "ingested_at": now}
+            for row in rows
+        ] + [
+            {"video_id": f.video_id, "path": f.path, "size_bytes": f.size_bytes, "mtime_ns": f.mtime_ns,
+             "status": "failed", "error_kind": f.error_kind, "error": f.error, "ingest_params": params_json,
+             "params_hash": params.params_hash, "ingested_at": now}
+            for f in failures
+        ]
+        catalog.upsert(con, "videos", "video_id", video_rows)
+        _follow_moved_files(con, refs, {r["video_id"] for r in video_rows})
+        catalog.upsert(con, "shards", "shard_path", [
+            {"shard_path": str(s.path), "clip_count": s.clip_count, "video_count": len(s.video_ids),
+             "size_bytes": s.size_bytes, "created_at": now} for s in packed
+        ])
+    for row in rows:  # after the commit: until then, the parts are what a re-run resumes from
+        Path(row["part_path"]).unlink(missing_ok=True)
+        Path(row["part_path"]).with_suffix(".json").unlink(missing_ok=True)
+    return {
+        "ingested": len(rows), "failed": len(failures), "clips": sum(r["clip_count"] for r in rows),
+        "shards": [str(s.path) for s in packed], "shard_bytes": sum(s.size_bytes for s in packed),
+    }
+
+
+def _delete_unlisted_shards(con, shard_root: Path) -> None:
+    """Remove shard files (and temp files) that no committed catalog row vouches for."""
+    listed = {row[0] for row in con.execute("SELECT shard_path FROM shards").fetchall()}
+    for path in shard_root.glob("*.parquet"):
+        if str(path) not in listed:
+            path.unlink(missing_ok=True)
+    for path in shard_root.glob(".*.partial"):
+        path.unlink(missing_ok=True)
+
+
+def _follow_moved_files(con, refs: list[VideoRef], just_written: set[str]) -> None:
+    """Point known videos whose catalogued file is gone at where their bytes are now (a rename keeps id and clips)."""
+    current = dict(con.execute("SELECT video_id, path FROM videos").fetchall())
+    moved = {r.video_id: r for r in refs
+             if r.video_id not in just_written and r.video_id in current
+             and current[r.video_id] != r.path and not os.path.exists(current[r.video_id])}
+    if moved:
+        con.executemany("UPDATE videos SET path = ?, mtime_ns = ? WHERE video_id = ?",
+                        [(r.path, r.mtime_ns, r.video_id) for r in moved.values()])
