@@ -68,9 +68,14 @@ def ingest(
     dask: Optional[str] = typer.Option(None, help="Address of a Dask scheduler to fan out on (default: threads)."),
 ) -> None:
     """Ingest a library into Parquet shards and the catalog (runs the ingest-library flow here)."""
+    import glob
+
     from flows.ingest import ingest_library
     from flows.runners import task_runner_from_settings
 
+    if library and not Path(library).expanduser().exists() and not glob.glob(library, recursive=True):
+        console.print(f"[red]library {library!r} does not exist and matches no files[/red]; give a folder, a glob or a file")
+        raise typer.Exit(1)
     flow = ingest_library.with_options(task_runner=task_runner_from_settings(dask)) if dask else ingest_library
     summary = flow(library=library, short_side_px=short_side_px, clip_frames=clip_frames, max_fps=max_fps,
                    frame_encoding=frame_encoding, target_shard_mb=target_shard_mb)
@@ -110,9 +115,18 @@ def sql(query: str, catalog: Optional[Path] = typer.Option(None, help="DuckDB fi
     """Run a read-only SQL query on the catalog and print the result."""
     from storage.catalog import connect
 
-    con = connect(catalog or paths.catalog_path(), read_only=True)
+    import duckdb
+
+    try:
+        con = connect(catalog or paths.catalog_path(), read_only=True)
+    except FileNotFoundError as e:
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(1)
     try:
         con.sql(query).show(max_width=200)
+    except duckdb.Error as e:
+        console.print(f"[red]query failed:[/red] {e}")
+        raise typer.Exit(1)
     finally:
         con.close()
 

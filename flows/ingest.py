@@ -15,9 +15,9 @@ from prefect.futures import as_completed
 
 from flows.runners import task_runner_from_settings
 from storage import paths
-from tasks.ingest import (
-    commit_ingest, discover_videos, failure_from, identify_videos, ingest_video, probe_video, select_new_videos,
-)
+from speednet.isolation import default_workers, warm_up
+from tasks.ingest import Failure, commit_ingest, discover_videos, failure_from, identify_videos, ingest_videos, select_new_videos
+from tasks.ingest import batches as make_batches
 from tasks.ingest_params import IngestParams
 from tasks.progress import StepProgress
 
@@ -41,31 +41,24 @@ def ingest_library(
     catalog_path, shards_dir = str(paths.catalog_path(home)), str(paths.shards_dir(home))
     params = IngestParams(short_side_px, clip_frames, clip_stride_frames, max_fps, frame_encoding)
 
+    warm_up()  # decoder processes start while files are hashed
     found = discover_videos(library)
     refs, failures = identify_videos(found, catalog_path)
     todo = select_new_videos(refs, catalog_path, params)
     log.info("%d video files under %s; %d new or changed to ingest", len(found), library, len(todo))
 
-    probed = []
-    for ref, future in zip(todo, probe_video.map(todo)):
-        info = future.result(raise_on_failure=False)
-        if isinstance(info, BaseException):
-            failures.append(failure_from(ref.path, info, ref))
-        else:
-            probed.append((ref, info))
-
-    jobs = ingest_video.map([r for r, _ in probed], [i for _, i in probed], unmapped(params),
-                            unmapped(str(paths.staging_dir(home))), unmapped(decode_timeout_s))
-    ref_of = {job.task_run_id: ref for job, (ref, _) in zip(jobs, probed)}
+    batches = make_batches(todo, default_workers())
+    jobs = ingest_videos.map(batches, unmapped(params), unmapped(str(paths.staging_dir(home))), unmapped(decode_timeout_s))
+    batch_of = {job.task_run_id: batch for job, batch in zip(jobs, batches)}
     rows = []
-    with StepProgress(f"decoding {len(jobs)} videos", len(jobs)) as progress:
+    with StepProgress(f"decoding {len(todo)} videos", len(todo)) as progress:
         for job in as_completed(jobs):
-            result = job.result(raise_on_failure=False)
-            if isinstance(result, BaseException):
-                failures.append(failure_from(ref_of[job.task_run_id].path, result, ref_of[job.task_run_id]))
-            else:
-                rows.append(result)
-            progress.advance()
+            outcomes = job.result(raise_on_failure=False)
+            if isinstance(outcomes, BaseException):  # retries exhausted on an unexpected error
+                outcomes = [failure_from(ref.path, outcomes, ref) for ref in batch_of[job.task_run_id]]
+            rows += [o for o in outcomes if isinstance(o, dict)]
+            failures += [o for o in outcomes if isinstance(o, Failure)]
+            progress.advance(len(outcomes))
 
     summary = commit_ingest(rows, failures, refs, params, catalog_path, shards_dir, target_shard_mb)
     summary.update(library=library, found=len(found), skipped=len(refs) - len(todo), catalog=catalog_path,

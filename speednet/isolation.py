@@ -63,6 +63,13 @@ def run_isolated(fn: Callable[..., Any], *args: Any, path: str, timeout_s: float
         raise DecoderCrashed(path, f"the worker process died with exit code {e.exitcode}") from None
 
 
+def warm_up() -> None:
+    """Start the worker processes now (they take ~1 s to import decord and friends), without waiting."""
+    pool = _get_pool()
+    for _ in range(default_workers()):
+        pool.schedule(os.getpid)
+
+
 def shutdown() -> None:
     """Stop the worker processes (they are also stopped at interpreter exit)."""
     global _pool

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -201,8 +202,7 @@ def pack_parts(parts: list[tuple[str, Path]], out_dir: Path, *, name_prefix: str
             group_bytes = 0
         groups[-1].append((video_id, part))
         group_bytes += size
-    shards = []
-    for group in groups if parts else []:
+    def write(group: list[tuple[str, Path]]) -> PackedShard:
         ids = tuple(video_id for video_id, _ in group)
         digest = hashlib.blake2b("\n".join(sorted(ids)).encode(), digest_size=8).hexdigest()
         path = out_dir / f"{name_prefix}-{digest}.parquet"
@@ -211,5 +211,9 @@ def pack_parts(parts: list[tuple[str, Path]], out_dir: Path, *, name_prefix: str
                 source = pq.ParquetFile(part)
                 for index in range(source.num_row_groups):
                     writer.write_table(source.read_row_group(index))
-        shards.append(PackedShard(path, ids, writer.clip_count, path.stat().st_size))
+        return PackedShard(path, ids, writer.clip_count, path.stat().st_size)
+
+    # pyarrow compresses and writes without the GIL: one thread per shard uses every core
+    with ThreadPoolExecutor(max_workers=max(1, min(len(groups), os.cpu_count() or 1))) as pool:
+        shards = list(pool.map(write, groups if parts else []))
     return shards

@@ -17,11 +17,11 @@ from prefect import task
 from prefect.cache_policies import NONE as NO_CACHE
 
 from speednet.errors import MediaError, VideoNotFound
-from speednet.isolation import run_isolated
-from speednet.media import VIDEO_EXTENSIONS, ContainerInfo, content_hash, probe_container
+from speednet.isolation import default_workers, run_isolated
+from speednet.media import VIDEO_EXTENSIONS, content_hash
 from storage import catalog
 from storage.shards import pack_parts, partial_name
-from tasks.decode_job import decode_to_part
+from tasks.decode_job import probe_and_decode_to_part
 from tasks.ingest_params import IngestParams
 
 
@@ -58,17 +58,6 @@ def content_hash_of_text(text: str) -> str:
     import hashlib
 
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-
-
-def is_transient(task, task_run, state) -> bool:
-    """Retry only what may pass on a second try: I/O hiccups, not a file that is simply bad."""
-    try:
-        state.result()
-    except MediaError as e:
-        return not e.deterministic
-    except Exception:
-        return True
-    return False
 
 
 @task(name="discover-videos", cache_policy=NO_CACHE)
@@ -134,25 +123,39 @@ def _is_retryable(error_kind: str | None) -> bool:
     return error_kind in {"not_found", "decode_timeout"} or (error_kind or "").startswith("internal:")
 
 
-@task(name="probe-video", persist_result=True,
-      cache_key_fn=lambda context, parameters: f"probe-video:{parameters['ref'].video_id}")
-def probe_video(ref: VideoRef) -> ContainerInfo:
-    """Container facts of one video, cached by its content hash (identical bytes, identical answer)."""
-    return probe_container(ref.path)
+def batches(refs: list[VideoRef], workers: int, max_per_batch: int = 8) -> list[list[VideoRef]]:
+    """Split videos into batches: few enough tasks for Prefect (HAZARDS.md), enough to keep every worker busy."""
+    if not refs:
+        return []
+    size = max(1, min(max_per_batch, len(refs) // (4 * workers)))
+    return [refs[i:i + size] for i in range(0, len(refs), size)]
 
 
-@task(name="ingest-video", retries=2, retry_delay_seconds=2, retry_condition_fn=is_transient, cache_policy=NO_CACHE)
-def ingest_video(ref: VideoRef, info: ContainerInfo, params: IngestParams, staging: str, decode_timeout_s: float) -> dict:
-    """Decode one video into a staging part, in an isolated worker process; returns its catalog row.
+@task(name="ingest-videos", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def ingest_videos(refs: list[VideoRef], params: IngestParams, staging: str, decode_timeout_s: float) -> list[dict | Failure]:
+    """Probe and decode a batch of videos into staging parts, each in an isolated worker process.
 
-    A part already staged for the same content and parameters (from a killed run) is reused.
+    Returns, per video, its catalog row or a ``Failure``: a bad file is recorded, it does not
+    fail the batch. The staged part and its summary are keyed by (content hash, parameters),
+    so a video staged by a killed run is not decoded again. Only unexpected errors (a full
+    disk, a bug) fail the task, and Prefect retries it.
     """
-    part = Path(staging) / f"{ref.video_id}-{params.params_hash}.parquet"
+    outcomes = []
+    for ref in refs:
+        try:
+            outcomes.append(_ingest_one(ref, params, Path(staging), decode_timeout_s))
+        except MediaError as e:
+            outcomes.append(failure_from(ref.path, e, ref))
+    return outcomes
+
+
+def _ingest_one(ref: VideoRef, params: IngestParams, staging: Path, decode_timeout_s: float) -> dict:
+    part = staging / f"{ref.video_id}-{params.params_hash}.parquet"
     summary_path = part.with_suffix(".json")
     if part.exists() and summary_path.exists():
         return {**json.loads(summary_path.read_text()), "path": ref.path}
-    part.parent.mkdir(parents=True, exist_ok=True)
-    row = run_isolated(decode_to_part, ref.path, ref.video_id, info, params.as_dict(), str(part),
+    staging.mkdir(parents=True, exist_ok=True)
+    row = run_isolated(probe_and_decode_to_part, ref.path, ref.video_id, params.as_dict(), str(part),
                        path=ref.path, timeout_s=decode_timeout_s)
     tmp = partial_name(summary_path)
     tmp.write_text(json.dumps(row))

@@ -1,0 +1,115 @@
+"""Ingest throughput as a ratio to decode-only throughput of the same files, same run.
+
+Also measures the two frame encodings of the shards (raw+zstd vs JPEG): bytes per clip,
+write and read speed, so the default can be chosen by numbers.
+
+    .venv/bin/python bench/ingest.py [--library DIR] [--short-side-px 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_TMP = Path(tempfile.mkdtemp(prefix="speednet-bench-"))
+os.environ.setdefault("SPEEDNET_HOME", str(_TMP / "home"))
+os.environ.setdefault("PREFECT_HOME", str(_TMP / "prefect"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+
+import numpy as np  # noqa: E402
+
+from speednet.clips import plan_clips  # noqa: E402
+from speednet.ffmpeg import ffmpeg_exe  # noqa: E402
+from speednet.media import VIDEO_EXTENSIONS, VideoDecoder, frame_step_for, probe_container  # noqa: E402
+from speednet.samples import write_real_clips  # noqa: E402
+
+
+def default_library(root: Path) -> Path:
+    """The real sample clips plus six 10 s 640x360 generated videos."""
+    write_real_clips(root)
+    for i, source in enumerate(["testsrc2", "mandelbrot", "life=s=640x360:mold=10:r=25:ratio=0.1", "testsrc", "smptehdbars", "cellauto=s=640x360:r=25"]):
+        spec = source if "=" in source else f"{source}=size=640x360:rate=25"
+        subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", spec, "-t", "10",
+                        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", str(root / f"gen{i}.mp4")], check=True)
+    return root
+
+
+def decode_only(path: str, short_side_px: int, clip_frames: int) -> int:
+    """Decode exactly the frames ingest stores for ``path``; returns how many."""
+    info = probe_container(path)
+    decoder = VideoDecoder(path, info, short_side_px)
+    clips = plan_clips(decoder.frame_count, clip_frames, frame_step_for(decoder.fps, 30.0))
+    needed = np.unique(clips)
+    for start in range(0, len(needed), 256):
+        decoder.decode(needed[start:start + 256])
+    return int(clips.size)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--library", type=Path, help="videos to ingest (default: real samples + generated 640x360)")
+    parser.add_argument("--short-side-px", type=int, default=128)
+    parser.add_argument("--clip-frames", type=int, default=48)
+    args = parser.parse_args()
+    library = args.library or default_library(_TMP / "library")
+    files = sorted(str(p) for p in library.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
+    workers = os.cpu_count() or 1
+    print(f"library: {library} ({len(files)} files), short side {args.short_side_px}px, {workers} cores")
+
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(decode_only, files[:workers], [args.short_side_px] * workers, [args.clip_frames] * workers))  # warm
+        start = time.perf_counter()
+        frames = sum(pool.map(decode_only, files, [args.short_side_px] * len(files), [args.clip_frames] * len(files)))
+        decode_s = time.perf_counter() - start
+    decode_fps = frames / decode_s
+
+    from flows.ingest import ingest_library
+
+    empty = _TMP / "empty"
+    empty.mkdir()
+    ingest_library(library=str(empty))  # starts Prefect's ephemeral server outside the timing
+    rows = {}
+    for encoding in ("raw", "jpeg"):
+        home = _TMP / f"home-{encoding}"
+        start = time.perf_counter()
+        summary = ingest_library(library=str(library), data_home=str(home), short_side_px=args.short_side_px,
+                                 clip_frames=args.clip_frames, frame_encoding=encoding)
+        ingest_s = time.perf_counter() - start
+        clip_frames = summary["clips"] * args.clip_frames
+        read_s, read_clips = _read_speed(summary["shards"])
+        rows[encoding] = dict(fps=clip_frames / ingest_s, s=ingest_s, bytes_per_clip=summary["shard_bytes"] / summary["clips"],
+                              read_clips_per_s=read_clips / read_s)
+        assert clip_frames == frames, (clip_frames, frames)
+
+    print(f"\ndecode-only : {frames} clip-frames in {decode_s:.2f} s = {decode_fps:,.0f} frames/s")
+    for encoding, r in rows.items():
+        print(f"ingest {encoding:<5}: {frames} clip-frames in {r['s']:.2f} s = {r['fps']:,.0f} frames/s "
+              f"= {r['fps'] / decode_fps:.2f} x decode-only | {r['bytes_per_clip'] / 2**20:.2f} MiB/clip | "
+              f"read {r['read_clips_per_s']:.1f} clips/s ({r['read_clips_per_s'] * args.clip_frames:,.0f} frames/s, 1 core)")
+    shutil.rmtree(_TMP, ignore_errors=True)
+
+
+def _read_speed(shards: list[str]) -> tuple[float, int]:
+    from storage.shards import iter_clips
+
+    start, count = time.perf_counter(), 0
+    for shard in shards:
+        for _ in iter_clips(shard):
+            count += 1
+    return time.perf_counter() - start, count
+
+
+if __name__ == "__main__":
+    sys.exit(main())
