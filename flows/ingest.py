@@ -30,7 +30,7 @@ def ingest_library(
     clip_frames: int = 48,
     clip_stride_frames: int | None = None,
     max_fps: float = 30.0,
-    frame_encoding: Literal["raw", "jpeg"] = "raw",
+    frame_encoding: Literal["jpeg", "raw"] = "jpeg",
     target_shard_mb: float = 256.0,
     decode_timeout_s: float = 300.0,
 ) -> dict:

@@ -184,10 +184,11 @@ class PackedShard:
 
 
 def pack_parts(parts: list[tuple[str, Path]], out_dir: Path, *, name_prefix: str, target_bytes: int,
-               compression_level: int = 1) -> list[PackedShard]:
+               compression: str = "zstd", compression_level: int = 1) -> list[PackedShard]:
     """Copy per-video staging parts into zstd shards of about ``target_bytes`` each.
 
-    ``parts`` are (video_id, path) pairs; a video's clips never straddle two shards. Shard
+    ``parts`` are (video_id, path) pairs; a video's clips never straddle two shards. JPEG
+    frames gain nothing from zstd: pass ``compression="none"`` for them. Shard
     names derive from ``name_prefix`` and the video ids they hold, so packing the same
     parts again rewrites the same files instead of adding new ones.
     """
@@ -206,7 +207,7 @@ def pack_parts(parts: list[tuple[str, Path]], out_dir: Path, *, name_prefix: str
         ids = tuple(video_id for video_id, _ in group)
         digest = hashlib.blake2b("\n".join(sorted(ids)).encode(), digest_size=8).hexdigest()
         path = out_dir / f"{name_prefix}-{digest}.parquet"
-        with ShardWriter(path, encoding="raw", compression="zstd", compression_level=compression_level) as writer:
+        with ShardWriter(path, compression=compression, compression_level=compression_level) as writer:
             for _, part in group:
                 source = pq.ParquetFile(part)
                 for index in range(source.num_row_groups):

@@ -178,7 +178,8 @@ def commit_ingest(rows: list[dict], failures: list[Failure], refs: list[VideoRef
     with catalog.writer(catalog_path) as con:
         _delete_unlisted_shards(con, shard_root)
         packed = pack_parts([(r["video_id"], Path(r["part_path"])) for r in rows], shard_root,
-                            name_prefix=f"shard-{params.params_hash}", target_bytes=int(target_shard_mb * 2**20))
+                            name_prefix=f"shard-{params.params_hash}", target_bytes=int(target_shard_mb * 2**20),
+                            compression="zstd" if params.frame_encoding == "raw" else "none")
         shard_of = {vid: shard for shard in packed for vid in shard.video_ids}
         video_rows = [
             {**row, "status": "ingested", "mtime_ns": stat_of[row["video_id"]].mtime_ns,
