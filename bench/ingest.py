@@ -33,13 +33,16 @@ from speednet.media import VIDEO_EXTENSIONS, VideoDecoder, frame_step_for, probe
 from speednet.samples import write_real_clips  # noqa: E402
 
 
-def default_library(root: Path) -> Path:
-    """The real sample clips plus six 10 s 640x360 generated videos."""
+def default_library(root: Path, count: int = 16) -> Path:
+    """The real sample clips plus ``count`` generated 10 s videos at 640x360, 25 fps (camera-like sizes)."""
     write_real_clips(root)
-    for i, source in enumerate(["testsrc2", "mandelbrot", "life=s=640x360:mold=10:r=25:ratio=0.1", "testsrc", "smptehdbars", "cellauto=s=640x360:r=25"]):
-        spec = source if "=" in source else f"{source}=size=640x360:rate=25"
+    sources = ["testsrc2", "mandelbrot", "testsrc", "smptehdbars", "rgbtestsrc", "yuvtestsrc"]
+    for i in range(count):
+        # a per-file hue shift keeps the bytes (and so the video_ids) distinct
+        spec = f"{sources[i % len(sources)]}=size=640x360:rate=25,hue=h={i * 20}"
         subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", spec, "-t", "10",
-                        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", str(root / f"gen{i}.mp4")], check=True)
+                        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", str(root / f"gen{i:02d}.mp4")],
+                       check=True)
     return root
 
 
@@ -56,9 +59,10 @@ def decode_only(path: str, short_side_px: int, clip_frames: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--library", type=Path, help="videos to ingest (default: real samples + generated 640x360)")
+    parser.add_argument("--library", type=Path, help="videos to ingest (default: real samples + 16 generated 10 s 640x360 videos)")
     parser.add_argument("--short-side-px", type=int, default=128)
     parser.add_argument("--clip-frames", type=int, default=48)
+    parser.add_argument("--encodings", nargs="+", default=["jpeg", "raw"], choices=["jpeg", "raw"])
     args = parser.parse_args()
     library = args.library or default_library(_TMP / "library")
     files = sorted(str(p) for p in library.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
@@ -70,9 +74,11 @@ def main() -> None:
 
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         list(pool.map(decode_only, files[:workers], [args.short_side_px] * workers, [args.clip_frames] * workers))  # warm
-        start = time.perf_counter()
-        frames = sum(pool.map(decode_only, files, [args.short_side_px] * len(files), [args.clip_frames] * len(files)))
-        decode_s = time.perf_counter() - start
+        decode_s = float("inf")
+        for _ in range(2):  # best of two: the reference should not be flattered by noise on a shared machine
+            start = time.perf_counter()
+            frames = sum(pool.map(decode_only, files, [args.short_side_px] * len(files), [args.clip_frames] * len(files)))
+            decode_s = min(decode_s, time.perf_counter() - start)
     decode_fps = frames / decode_s
 
     from flows.ingest import ingest_library
@@ -81,7 +87,7 @@ def main() -> None:
     empty.mkdir()
     ingest_library(library=str(empty))  # starts Prefect's ephemeral server outside the timing
     rows = {}
-    for encoding in ("raw", "jpeg"):
+    for encoding in args.encodings:
         home = _TMP / f"home-{encoding}"
         start = time.perf_counter()
         summary = ingest_library(library=str(library), data_home=str(home), short_side_px=args.short_side_px,

@@ -185,13 +185,18 @@ def demo(synthetic: int = typer.Option(200, help="Synthetic scenes in the sample
     console.print("starting the embedded Prefect stack ...")
     stack.start()
     stack.deploy()
+    logs = home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
     for deployment in ("ingest-library/default",):
-        console.print(f"running {deployment} ...")
+        console.print(f"running {deployment} (watch it in {stack.ui_url}) ...")
         run = stack.run_deployment(deployment)
-        sys.stderr.write(run.stdout[-3000:] + run.stderr[-3000:])
+        log = logs / f"{deployment.replace('/', '-')}.log"
+        log.write_text(run.stdout + run.stderr)
         if run.returncode != 0:
-            console.print(f"[red]{deployment} did not complete; see {stack.ui_url}[/red]")
+            console.print(f"[red]{deployment} did not complete; see {log} and {stack.ui_url}[/red]")
             raise typer.Exit(1)
+        console.print(f"{deployment}: completed (log: {log})")
+    sql("SELECT status, count(*) AS videos, sum(clip_count) AS clips FROM videos GROUP BY ALL ORDER BY ALL", None)
     console.print("\n[bold]Where to look[/bold]")
     console.print(f"  Prefect UI     {stack.ui_url}   (stop with: speednet stack stop)")
     console.print(f"  DuckDB catalog {paths.catalog_path(home)}")

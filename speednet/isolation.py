@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from speednet.errors import DecoderCrashed, DecodeTimeout
 
-_JOBS_PER_WORKER = 32
+_JOBS_PER_WORKER = 256  # recycling costs ~1 s of imports; decord leaks slowly, so not never
 _pool = None
 _pool_lock = threading.Lock()
 

@@ -140,13 +140,15 @@ def ingest_videos(refs: list[VideoRef], params: IngestParams, staging: str, deco
     so a video staged by a killed run is not decoded again. Only unexpected errors (a full
     disk, a bug) fail the task, and Prefect retries it.
     """
-    outcomes = []
-    for ref in refs:
+    def one(ref: VideoRef) -> dict | Failure:
         try:
-            outcomes.append(_ingest_one(ref, params, Path(staging), decode_timeout_s))
+            return _ingest_one(ref, params, Path(staging), decode_timeout_s)
         except MediaError as e:
-            outcomes.append(failure_from(ref.path, e, ref))
-    return outcomes
+            return failure_from(ref.path, e, ref)
+
+    # all of the batch's videos queue at the worker pool at once, so no core idles at a batch's tail
+    with ThreadPoolExecutor(max_workers=max(1, len(refs))) as waiters:
+        return list(waiters.map(one, refs))
 
 
 def _ingest_one(ref: VideoRef, params: IngestParams, staging: Path, decode_timeout_s: float) -> dict:

@@ -1,0 +1,151 @@
+"""The method's anti-shortcut sampling: skip-frame speeds, spatial augmentation, same-batch pairs.
+
+SpeedNet's labels come free from how a clip is sampled, so the network will learn any
+cheap cue that separates the two samplings instead of motion. Each of the paper's three
+defences is one switch of ``AugmentConfig``, so its ablation table can be re-run:
+
+- temporal: rates drawn from U(1.0, 1.2) or U(1.7, 2.2) with random frame drops, never
+  a regular stride of exactly 1 or 2, so frame regularity and codec cues say nothing;
+- spatial: a random N×N resize (blur hides compression jitter, scale breaks "big motion
+  = fast"), random crop and flip;
+- same batch: each clip appears both normal and sped up, so content cannot predict the label.
+
+Pure numpy/torch, no I/O. A clip is (3T, H, W, 3) uint8 RGB, as stored in the shards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from speednet.model import SpeedNetConfig, normalize_uint8
+
+NORMAL_RATE = (1.0, 1.2)
+SPED_UP_RATE = (1.7, 2.2)
+# The paper resizes to N ∈ [64, 336] px for a 224 px input; kept as fractions of the
+# input size so a 64 px CPU model sees the same relative scale jitter.
+RESIZE_SCALE = (64 / 224, 336 / 224)
+# At 3T frames and the fastest rate (2.2) a draw keeps fewer than T frames ~4% of the time
+# (T=16); ten failures in a row are ~1e-14, so the regular-stride fallback never becomes a cue.
+MAX_REDRAWS = 10
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The paper's three anti-shortcut switches (all on = the method; see its ablation table)."""
+
+    same_batch: bool = True
+    temporal_aug: bool = True
+    spatial_aug: bool = True
+    resize_px: tuple[int, int] | None = None  # N range of the random resize; None: RESIZE_SCALE × input size
+
+    def clips_per_batch(self, batch_items: int) -> int:
+        """How many clips ``make_batch`` needs for ``batch_items`` items (same-batch: two items per clip)."""
+        if self.same_batch and batch_items % 2:
+            raise ValueError(f"same-batch training needs an even batch size, got {batch_items}")
+        return batch_items // 2 if self.same_batch else batch_items
+
+
+def skip_sample(n_frames: int, T: int, rng: np.random.Generator, sped_up: bool,
+                temporal_aug: bool = True) -> np.ndarray:
+    """Indices (T,) into a clip of ``n_frames`` (normally 3T) frames at a normal or sped-up rate.
+
+    With ``temporal_aug``: draw f ~ U(1.0, 1.2) (normal) or U(1.7, 2.2) (sped up), drop each
+    frame with probability 1 − 1/f, keep the first T survivors. Too few survivors: redraw the
+    drops at the same f; after ``MAX_REDRAWS`` take a regular stride of f. Without it: exact
+    strides 1 and 2, the shortcut-prone sampling of the ablation.
+    """
+    if not temporal_aug:
+        stride = 2 if sped_up else 1
+        if (T - 1) * stride >= n_frames:
+            raise ValueError(f"a clip of {n_frames} frames is too short for {T} frames at stride {stride}")
+        return np.arange(T, dtype=np.int64) * stride
+    low, high = SPED_UP_RATE if sped_up else NORMAL_RATE
+    f = rng.uniform(low, high)
+    if int((T - 1) * f) >= n_frames:
+        raise ValueError(f"a clip of {n_frames} frames is too short for {T} frames at rate {f:.2f}; "
+                         f"store clips of 3T = {3 * T} frames")
+    for _ in range(MAX_REDRAWS):
+        kept = np.flatnonzero(rng.random(n_frames) < 1.0 / f)
+        if len(kept) >= T:
+            return kept[:T].astype(np.int64)
+    return np.floor(np.arange(T) * f).astype(np.int64)
+
+
+def _resize(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    # Antialiased: the blur of a downscale is part of the paper's augmentation, and without
+    # it aliasing would add scale-dependent flicker that correlates with motion.
+    return F.interpolate(images, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+
+
+def spatial_augment(frames: torch.Tensor | np.ndarray, size: int, rng: np.random.Generator, *,
+                    enabled: bool = True, resize_px: tuple[int, int] | None = None) -> torch.Tensor:
+    """(T, H, W, 3) frames → (T, size, size, 3), uint8 kept, else float; one random draw per clip.
+
+    Enabled: resize to a random N×N (N from ``resize_px``, default RESIZE_SCALE × size), random
+    size×size crop, random horizontal flip. An N below ``size`` cannot be cropped: the clip is
+    scaled back up to size×size, keeping the blur of the small N. Disabled: resize the short
+    side to ``size`` and take the centre crop (deterministic, for evaluation and the ablation).
+    """
+    frames = torch.as_tensor(frames)
+    # (T, 3, H, W) as a channels-last view: all frames in one call, and uint8 stays uint8,
+    # for which PyTorch's antialiased resize is several times faster than on floats.
+    images = frames.permute(0, 3, 1, 2)
+    if images.dtype != torch.uint8:
+        images = images.float()
+    h, w = images.shape[-2:]
+    if enabled:
+        low, high = resize_px or (round(size * RESIZE_SCALE[0]), round(size * RESIZE_SCALE[1]))
+        n = int(rng.integers(low, high + 1))
+        images = _resize(images, n, n)
+        if n >= size:
+            top, left = (int(v) for v in rng.integers(0, n - size + 1, size=2))
+            images = images[..., top:top + size, left:left + size]
+        else:
+            images = _resize(images, size, size)
+        if rng.random() < 0.5:
+            images = images.flip(-1)
+    else:
+        scale = size / min(h, w)
+        rh, rw = max(size, round(h * scale)), max(size, round(w * scale))
+        images = _resize(images, rh, rw)
+        top, left = (rh - size) // 2, (rw - size) // 2
+        images = images[..., top:top + size, left:left + size]
+    return images.permute(0, 2, 3, 1).contiguous()
+
+
+def _take(clip: torch.Tensor | np.ndarray, indices: np.ndarray) -> torch.Tensor:
+    """Frames ``indices`` of a clip as a tensor (a copy, so read-only shard buffers are fine)."""
+    if isinstance(clip, torch.Tensor):
+        return clip[torch.from_numpy(indices)]
+    return torch.from_numpy(np.asarray(clip)[indices])
+
+
+def make_batch(clips: list, config: SpeedNetConfig, rng: np.random.Generator,
+               augment: AugmentConfig | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A training batch from clips of ≥3T frames: (x (N, 3, T, S, S) float in [-1, 1], labels (N,), 1 = sped up).
+
+    Same batch (default): N = 2·len(clips); item i is clip i at normal speed and item
+    i + len(clips) the same clip sped up (independent temporal and spatial draws).
+    Otherwise: N = len(clips), each clip once, labels a random half/half split, so the
+    class balance matches same-batch runs and the ablation changes one thing only;
+    pass ``augment.clips_per_batch(N)`` clips to keep the batch size.
+    """
+    augment = augment or AugmentConfig()
+    if not clips:
+        raise ValueError("make_batch needs at least one clip")
+    if augment.same_batch:
+        labels = np.repeat([False, True], len(clips))
+        sources = list(clips) * 2
+    else:
+        labels = (rng.permutation(len(clips)) + rng.integers(2)) % 2 == 1
+        sources = list(clips)
+    items = []
+    for clip, sped_up in zip(sources, labels):
+        indices = skip_sample(len(clip), config.clip_frames, rng, bool(sped_up), augment.temporal_aug)
+        items.append(spatial_augment(_take(clip, indices), config.input_size, rng,
+                                     enabled=augment.spatial_aug, resize_px=augment.resize_px))
+    return normalize_uint8(torch.stack(items)), torch.as_tensor(labels, dtype=torch.float32)
