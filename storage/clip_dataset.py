@@ -54,7 +54,7 @@ def read_unit(shard: str, group: int, video_ids: frozenset[str]) -> list[np.ndar
 class ShardClipBatches(IterableDataset):
     """Endless (or one-pass) stream of training batches built from shard clips.
 
-    ``make_batch(clips, rng)`` turns a list of clips into model inputs (e.g. the
+    ``make_batch(clips, rng=...)`` turns a list of clips into model inputs (e.g. the
     same-batch skip-sampled pair); it runs inside the loader workers so augmentation
     never stalls the training step.
     """
@@ -85,11 +85,11 @@ class ShardClipBatches(IterableDataset):
                 while len(buffer) >= fill:  # draw batches from a shuffled pool spanning several row groups
                     rng.shuffle(buffer)
                     batch, buffer = buffer[: self.clips_per_batch], buffer[self.clips_per_batch:]
-                    yield self.make_batch(batch, np_rng)
+                    yield self.make_batch(batch, rng=np_rng)
             if not self.endless:
                 while len(buffer) >= self.clips_per_batch:
                     batch, buffer = buffer[: self.clips_per_batch], buffer[self.clips_per_batch:]
-                    yield self.make_batch(batch, np_rng)
+                    yield self.make_batch(batch, rng=np_rng)
                 return
 
 

@@ -49,3 +49,19 @@ CREATE OR REPLACE VIEW ingested_videos AS
     SELECT video_id, path, fps, clip_fps, frame_count, duration_s, width, height,
            short_side_px, clip_frames, clip_count, shard_path
     FROM videos WHERE status = 'ingested';
+
+-- Registered models: one row per checkpoint (model_id = BLAKE2b-128 of the checkpoint file).
+CREATE TABLE IF NOT EXISTS models (
+    model_id        VARCHAR PRIMARY KEY,
+    checkpoint_path VARCHAR NOT NULL,
+    preset          VARCHAR NOT NULL,
+    config          VARCHAR NOT NULL,      -- JSON: model config and training config
+    data_snapshot   VARCHAR NOT NULL,      -- hash of the training videos and their clip parameters
+    train_videos    INTEGER,
+    val_videos      INTEGER,
+    metrics         VARCHAR NOT NULL,      -- JSON: held-out accuracies (SpeedNet, flow baseline; synthetic, real)
+    created_at      TIMESTAMP NOT NULL
+);
+
+CREATE OR REPLACE VIEW latest_model AS
+    SELECT * FROM models ORDER BY created_at DESC LIMIT 1;
