@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -201,7 +200,7 @@ def demo(synthetic: int = typer.Option(200, help="Synthetic scenes in the sample
     console.print(f"  Prefect UI     {stack.ui_url}   (stop with: speednet stack stop)")
     console.print(f"  DuckDB catalog {paths.catalog_path(home)}")
     console.print(f"  Parquet shards {paths.shards_dir(home)}")
-    console.print(f"  try            speednet sql \"SELECT status, count(*) FROM videos GROUP BY ALL\"")
+    console.print("  try            speednet sql \"SELECT status, count(*) FROM videos GROUP BY ALL\"")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from prefect import task
 from prefect.cache_policies import NONE as NO_CACHE
 
 from speednet.errors import MediaError, VideoNotFound
-from speednet.isolation import default_workers, run_isolated
+from speednet.isolation import run_isolated
 from speednet.media import VIDEO_EXTENSIONS, content_hash
 from storage import catalog
 from storage.shards import pack_parts, partial_name

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +11,6 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
-import pytest
 
 from conftest import EXPECTED_KIND, make_video
 from flows.ingest import ingest_library

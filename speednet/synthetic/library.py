@@ -112,7 +112,7 @@ def _draw_object(frame: np.ndarray, obj, x: float, y: float, angle: float, scene
         hw, hh = obj.half_width_m * ppm, obj.half_height_m * ppm
     else:  # Spring: straight leads at both ends, a zigzag coil between them, then the hanging box
         hw = hh = obj.mass_half_size_m * ppm
-        top, (ax, ay) = y - hh, anchor_px
+        top, (_, ay) = y - hh, anchor_px
         lead = 0.1 * (top - ay)
         # Thinner wire when the coil is squeezed, so its turns stay apart instead of merging into a block.
         line = max(min(0.02 * ppm, 0.2 * (top - ay) / obj.coils), 0.6)
