@@ -20,14 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from speednet.errors import DecodeFailed, NotAVideo, NoVideoStream, TooShort, VideoNotFound
+from speednet.errors import DecodeFailed, MediaError, NotAVideo, NoVideoStream, TooShort, VideoNotFound
 from speednet.ffmpeg import ffmpeg_exe
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".mts", ".wmv", ".flv", ".3gp"}
 )
 # ffmpeg demuxers that read single pictures: a .mp4 that is really a PNG is no video.
-_STILL_IMAGE_FORMATS = re.compile(r"Input #0, (\w+_pipe|image2|png|bmp|tiff)")
+_STILL_IMAGE_FORMATS = re.compile(r"Input #\d+, (\w+_pipe|image2|png|bmp|tiff)")
 _HASH_CHUNK_BYTES = 4 << 20
 
 
@@ -75,9 +75,45 @@ def probe_container(path: str | Path, timeout_s: float = 30.0) -> ContainerInfo:
     return parse_ffmpeg_header(path, run.stderr)
 
 
+def probe_containers(paths: list[str | Path], timeout_s: float = 60.0) -> list[ContainerInfo | MediaError]:
+    """``probe_container`` for many files with one ffmpeg process (a spawn costs ~30 ms of CPU per file).
+
+    ffmpeg describes its inputs in order and stops at the first it cannot open; that file is
+    probed alone (for its precise error) and the rest continue in a new call. Results, a
+    ``ContainerInfo`` or the ``MediaError`` it would raise, are in the order of ``paths``.
+    """
+    paths = [str(p) for p in paths]
+    results: list[ContainerInfo | MediaError] = []
+    while len(results) < len(paths):
+        batch = paths[len(results):]
+        try:
+            run = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *(a for p in batch for a in ("-i", p))],
+                                 capture_output=True, text=True, errors="replace", timeout=timeout_s)
+            headers = [_END_OF_HEADER.split(section)[0]
+                       for section in re.split(r"(?m)^(?=Input #\d+, )", run.stderr) if section.startswith("Input #")]
+        except subprocess.TimeoutExpired:
+            headers = []
+        for path, header in zip(batch, headers):
+            results.append(_parse_or_error(path, header))
+        if len(headers) < len(batch):
+            results.append(_parse_or_error(batch[len(headers)], None))
+    return results
+
+
+# ffmpeg's complaints about the next input, or about the missing output, follow a header.
+_END_OF_HEADER = re.compile(r"(?m)^(?:\[in#\d+|Error opening input|At least one output)")
+
+
+def _parse_or_error(path: str, header: str | None) -> ContainerInfo | MediaError:
+    try:
+        return parse_ffmpeg_header(path, header) if header is not None else probe_container(path)
+    except MediaError as e:
+        return e
+
+
 def parse_ffmpeg_header(path: str, header: str) -> ContainerInfo:
     """Turn the text ``ffmpeg -i`` prints into a ``ContainerInfo`` (see ``probe_container``)."""
-    if "Invalid data found" in header or "moov atom not found" in header or "Input #0" not in header:
+    if "Invalid data found" in header or "moov atom not found" in header or not re.search(r"Input #\d+", header):
         last = header.strip().splitlines()[-1] if header.strip() else "empty output"
         raise NotAVideo(path, f"not a readable video container (ffmpeg: {last})")
     if _STILL_IMAGE_FORMATS.search(header):

@@ -8,7 +8,6 @@ when complete (temp + rename).
 
 from __future__ import annotations
 
-import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -54,14 +53,10 @@ def encode_frames(frames: np.ndarray, encoding: str, jpeg_quality: int = 90) -> 
     if encoding == "raw":
         return [np.ascontiguousarray(frame).tobytes() for frame in frames]
     if encoding == "jpeg":
-        from PIL import Image
+        import simplejpeg  # libjpeg-turbo without PIL's per-image overhead: several times faster here
 
-        blobs = []
-        for frame in frames:
-            buffer = io.BytesIO()
-            Image.fromarray(frame).save(buffer, format="JPEG", quality=jpeg_quality)
-            blobs.append(buffer.getvalue())
-        return blobs
+        return [simplejpeg.encode_jpeg(np.ascontiguousarray(frame), quality=jpeg_quality, colorspace="RGB",
+                                       colorsubsampling="420") for frame in frames]
     raise ValueError(f"unknown frame encoding {encoding!r}; choose one of {FRAME_ENCODINGS}")
 
 
@@ -70,9 +65,9 @@ def decode_frames(blobs: Iterable[bytes], encoding: str, height: int, width: int
     if encoding == "raw":
         return np.stack([np.frombuffer(b, dtype=np.uint8).reshape(height, width, 3) for b in blobs])
     if encoding == "jpeg":
-        from PIL import Image
+        import simplejpeg
 
-        return np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in blobs])
+        return np.stack([simplejpeg.decode_jpeg(b, colorspace="RGB") for b in blobs])
     raise ValueError(f"unknown frame encoding {encoding!r}; choose one of {FRAME_ENCODINGS}")
 
 

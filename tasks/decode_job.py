@@ -12,15 +12,10 @@ import numpy as np
 
 from speednet.clips import plan_clips
 from speednet.errors import TooShort
-from speednet.media import ContainerInfo, VideoDecoder, frame_step_for, probe_container
+from speednet.media import ContainerInfo, VideoDecoder, frame_step_for
 from storage.shards import ShardWriter
 
 _CHUNK_FRAMES = 256  # bounded memory per decode call (decord's get_batch grows with batch size)
-
-
-def probe_and_decode_to_part(path: str, video_id: str, params: dict, part_path: str) -> dict:
-    """Probe the container, then ``decode_to_part``: the whole per-video job, in one worker round trip."""
-    return decode_to_part(path, video_id, probe_container(path), params, part_path)
 
 
 def decode_to_part(path: str, video_id: str, info: ContainerInfo, params: dict, part_path: str) -> dict:

@@ -18,10 +18,10 @@ from prefect.cache_policies import NONE as NO_CACHE
 
 from speednet.errors import MediaError, VideoNotFound
 from speednet.isolation import run_isolated
-from speednet.media import VIDEO_EXTENSIONS, content_hash
+from speednet.media import VIDEO_EXTENSIONS, ContainerInfo, content_hash, probe_containers
 from storage import catalog
 from storage.shards import pack_parts, partial_name
-from tasks.decode_job import probe_and_decode_to_part
+from tasks.decode_job import decode_to_part
 from tasks.ingest_params import IngestParams
 
 
@@ -123,7 +123,7 @@ def _is_retryable(error_kind: str | None) -> bool:
     return error_kind in {"not_found", "decode_timeout"} or (error_kind or "").startswith("internal:")
 
 
-def batches(refs: list[VideoRef], workers: int, max_per_batch: int = 8) -> list[list[VideoRef]]:
+def batches(refs: list[VideoRef], workers: int, max_per_batch: int = 16) -> list[list[VideoRef]]:
     """Split videos into batches: few enough tasks for Prefect (HAZARDS.md), enough to keep every worker busy."""
     if not refs:
         return []
@@ -133,16 +133,25 @@ def batches(refs: list[VideoRef], workers: int, max_per_batch: int = 8) -> list[
 
 @task(name="ingest-videos", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def ingest_videos(refs: list[VideoRef], params: IngestParams, staging: str, decode_timeout_s: float) -> list[dict | Failure]:
-    """Probe and decode a batch of videos into staging parts, each in an isolated worker process.
+    """Probe a batch of videos (one ffmpeg call), then decode each into a staging part in an isolated worker.
 
     Returns, per video, its catalog row or a ``Failure``: a bad file is recorded, it does not
     fail the batch. The staged part and its summary are keyed by (content hash, parameters),
     so a video staged by a killed run is not decoded again. Only unexpected errors (a full
     disk, a bug) fail the task, and Prefect retries it.
     """
+    staged = {ref.video_id: _staged_row(ref, params, Path(staging)) for ref in refs}
+    to_probe = [ref for ref in refs if staged[ref.video_id] is None]
+    infos = dict(zip((ref.video_id for ref in to_probe), probe_containers([ref.path for ref in to_probe])))
+
     def one(ref: VideoRef) -> dict | Failure:
+        if staged[ref.video_id] is not None:
+            return staged[ref.video_id]
+        info = infos[ref.video_id]
         try:
-            return _ingest_one(ref, params, Path(staging), decode_timeout_s)
+            if isinstance(info, MediaError):
+                raise info
+            return _decode_one(ref, info, params, Path(staging), decode_timeout_s)
         except MediaError as e:
             return failure_from(ref.path, e, ref)
 
@@ -151,14 +160,25 @@ def ingest_videos(refs: list[VideoRef], params: IngestParams, staging: str, deco
         return list(waiters.map(one, refs))
 
 
-def _ingest_one(ref: VideoRef, params: IngestParams, staging: Path, decode_timeout_s: float) -> dict:
-    part = staging / f"{ref.video_id}-{params.params_hash}.parquet"
+def _part_path(ref: VideoRef, params: IngestParams, staging: Path) -> Path:
+    return staging / f"{ref.video_id}-{params.params_hash}.parquet"
+
+
+def _staged_row(ref: VideoRef, params: IngestParams, staging: Path) -> dict | None:
+    """The catalog row of a part a killed run already staged for this content and these parameters."""
+    part = _part_path(ref, params, staging)
     summary_path = part.with_suffix(".json")
     if part.exists() and summary_path.exists():
         return {**json.loads(summary_path.read_text()), "path": ref.path}
+    return None
+
+
+def _decode_one(ref: VideoRef, info: ContainerInfo, params: IngestParams, staging: Path, decode_timeout_s: float) -> dict:
+    part = _part_path(ref, params, staging)
     staging.mkdir(parents=True, exist_ok=True)
-    row = run_isolated(probe_and_decode_to_part, ref.path, ref.video_id, params.as_dict(), str(part),
+    row = run_isolated(decode_to_part, ref.path, ref.video_id, info, params.as_dict(), str(part),
                        path=ref.path, timeout_s=decode_timeout_s)
+    summary_path = part.with_suffix(".json")
     tmp = partial_name(summary_path)
     tmp.write_text(json.dumps(row))
     os.replace(tmp, summary_path)

@@ -124,3 +124,19 @@ def test_media_errors_survive_pickling():
 
     error = pickle.loads(pickle.dumps(errors.TooShort("/x.mp4", "3 frames")))
     assert isinstance(error, errors.TooShort) and error.path == "/x.mp4" and "3 frames" in str(error)
+
+
+def test_batched_probe_gives_each_file_the_same_answer_as_probing_it_alone(media, tmp_path):
+    from speednet.media import probe_containers
+
+    files = [media[k] for k in ("landscape", "text", "rotated", "audio_only", "zero_bytes", "still_image", "fast")]
+    files.append(tmp_path / "missing.mp4")
+    batched = probe_containers(files)
+    assert len(batched) == len(files)
+    for path, result in zip(files, batched):
+        try:
+            alone = probe_container(path)
+        except errors.MediaError as e:
+            alone = e
+        assert type(result) is type(alone), path
+        assert (result.kind, result.reason) == (alone.kind, alone.reason) if isinstance(alone, errors.MediaError) else result == alone
