@@ -60,3 +60,11 @@ class DecodeTimeout(MediaError):
 class DecoderCrashed(MediaError):
     kind = "decoder_crashed"
     hint = "the decoder process died (e.g. a segfault on a corrupt stream); re-encode the file"
+
+
+def retryable_kinds() -> frozenset[str]:
+    """Catalog ``error_kind`` values worth another try on the next run (the non-deterministic ones)."""
+    def subclasses(cls: type) -> list[type]:
+        return [cls] + [s for sub in cls.__subclasses__() for s in subclasses(sub)]
+
+    return frozenset(cls.kind for cls in subclasses(MediaError) if not cls.deterministic)

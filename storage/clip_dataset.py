@@ -64,7 +64,6 @@ class ShardClipBatches(IterableDataset):
         self.source, self.clips_per_batch, self.make_batch = source, clips_per_batch, make_batch
         self.seed, self.rank, self.world_size, self.endless = seed, rank, world_size, endless
         self.shuffle_buffer = shuffle_buffer
-        self.epoch = 0
 
     def __iter__(self) -> Iterator:
         info = get_worker_info()

@@ -16,7 +16,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NONE as NO_CACHE
 
-from speednet.errors import MediaError, VideoNotFound
+from speednet.errors import MediaError, VideoNotFound, retryable_kinds
 from speednet.isolation import run_isolated
 from speednet.media import VIDEO_EXTENSIONS, ContainerInfo, content_hash, probe_containers
 from storage import catalog
@@ -120,7 +120,8 @@ def select_new_videos(refs: list[VideoRef], catalog_path: str, params: IngestPar
 
 
 def _is_retryable(error_kind: str | None) -> bool:
-    return error_kind in {"not_found", "decode_timeout"} or (error_kind or "").startswith("internal:")
+    """Transient media errors and unexpected ones (``internal:*``, maybe a bug since fixed) are retried."""
+    return error_kind in retryable_kinds() or (error_kind or "").startswith("internal:")
 
 
 def batches(refs: list[VideoRef], workers: int, max_per_batch: int = 16) -> list[list[VideoRef]]:

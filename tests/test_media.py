@@ -140,3 +140,7 @@ def test_batched_probe_gives_each_file_the_same_answer_as_probing_it_alone(media
             alone = e
         assert type(result) is type(alone), path
         assert (result.kind, result.reason) == (alone.kind, alone.reason) if isinstance(alone, errors.MediaError) else result == alone
+
+
+def test_only_transient_error_kinds_are_retried_on_the_next_run():
+    assert errors.retryable_kinds() == {"not_found", "decode_timeout"}
