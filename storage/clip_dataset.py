@@ -8,6 +8,7 @@ kept (the train/val split is by video, never by clip).
 
 from __future__ import annotations
 
+import bisect
 import random
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -27,12 +28,26 @@ class ClipSource:
     videos_by_shard: dict[str, frozenset[str]]
 
     def units(self) -> list[tuple[str, int]]:
-        """(shard, row group) pairs holding at least one selected video, in a stable order."""
+        """(shard, row group) pairs holding at least one selected video, in a stable order.
+
+        Decided from the row groups' video_id min/max statistics (footer only, no data read),
+        so no reader is dealt row groups without a selected clip and spins on them forever.
+        """
         units = []
         for shard in sorted(self.videos_by_shard):
-            metadata = pq.ParquetFile(shard).metadata
-            units += [(shard, group) for group in range(metadata.num_row_groups)]
+            file, ids = pq.ParquetFile(shard), sorted(self.videos_by_shard[shard])
+            column = file.schema_arrow.get_field_index("video_id")
+            units += [(shard, group) for group in range(file.metadata.num_row_groups)
+                      if _may_hold(file.metadata.row_group(group).column(column).statistics, ids)]
         return units
+
+
+def _may_hold(stats: pq.Statistics | None, ids: list[str]) -> bool:
+    """Whether a row group with these video_id statistics may hold one of ``ids`` (sorted); yes without any."""
+    if stats is None or not stats.has_min_max:
+        return True
+    first = bisect.bisect_left(ids, stats.min)  # the smallest selected id not below the group's smallest
+    return first < len(ids) and ids[first] <= stats.max
 
 
 def split_units(units: list, *, rank: int, world_size: int, worker: int, num_workers: int) -> list:

@@ -65,3 +65,92 @@ CREATE TABLE IF NOT EXISTS models (
 
 CREATE OR REPLACE VIEW latest_model AS
     SELECT * FROM models ORDER BY created_at DESC LIMIT 1;
+
+-- ---------------------------------------------------------------- speediness scores
+-- P(natural) of every source frame at every speed X^i, per (video, model). No key or
+-- index (HAZARDS.md): a video's rows are replaced by delete + insert in one transaction.
+-- Columnar and dictionary-compressed: ~2-3 bytes per row, so 100M rows stay queryable.
+CREATE TABLE IF NOT EXISTS frame_scores (
+    video_id        VARCHAR NOT NULL,
+    model_id        VARCHAR NOT NULL,
+    frame           INTEGER NOT NULL,      -- source frame index
+    t_seconds       DOUBLE NOT NULL,       -- frame / fps
+    speed           REAL NOT NULL,         -- X^i
+    p_natural       REAL NOT NULL          -- P(natural) of the version at this speed around this frame
+);
+
+-- One row per (video, model) scored or failed: V(t) summary, or the reason it failed.
+CREATE TABLE IF NOT EXISTS video_speediness (
+    video_id            VARCHAR NOT NULL,
+    model_id            VARCHAR NOT NULL,
+    path                VARCHAR,
+    status              VARCHAR NOT NULL CHECK (status IN ('scored', 'failed')),
+    error_kind          VARCHAR,
+    error               VARCHAR,
+    score_params        VARCHAR,           -- canonical JSON of the scoring parameters
+    rho                 DOUBLE,            -- threshold ρ used for V(t) and segments
+    fps                 DOUBLE,
+    frames              INTEGER,
+    duration_s          DOUBLE,
+    mean_speediness     DOUBLE,            -- mean of V(t) (0 where even 1x looks unnatural)
+    median_speediness   DOUBLE,
+    p10_speediness      DOUBLE,
+    p90_speediness      DOUBLE,
+    max_speediness      DOUBLE,
+    frac_slow_motion    DOUBLE,            -- share of frames with V ≥ 2
+    frac_sped_up        DOUBLE,            -- share of frames with V < 1
+    windows_run         INTEGER,
+    windows_skipped     INTEGER,           -- budget mode: windows answered without the network
+    seconds             DOUBLE,            -- wall time spent scoring
+    plot_path           VARCHAR,
+    scored_at           TIMESTAMP NOT NULL,
+    PRIMARY KEY (video_id, model_id)
+);
+
+-- Runs of one kind in V(t): slow_motion = natural at ≥ 2x, sped_up = unnatural even at 1x.
+CREATE TABLE IF NOT EXISTS segments (
+    video_id        VARCHAR NOT NULL,
+    model_id        VARCHAR NOT NULL,
+    start_s         DOUBLE NOT NULL,
+    end_s           DOUBLE NOT NULL,
+    kind            VARCHAR NOT NULL CHECK (kind IN ('slow_motion', 'natural', 'sped_up')),
+    mean_speediness DOUBLE,
+    mean_p_natural  DOUBLE                 -- mean P(natural) at 1x over the segment
+);
+
+-- V(t) per frame, derived from frame_scores with each video's ρ.
+CREATE OR REPLACE VIEW frame_speediness AS
+    SELECT f.video_id, f.model_id, f.frame, any_value(f.t_seconds) AS t_seconds,
+           coalesce(max(f.speed) FILTER (WHERE f.p_natural > v.rho), 0) AS speediness
+    FROM frame_scores f JOIN video_speediness v USING (video_id, model_id)
+    GROUP BY f.video_id, f.model_id, f.frame;
+
+-- Slow-motion stretches with their file, longest first (add `WHERE duration_s > 2`).
+CREATE OR REPLACE VIEW slow_motion_segments AS
+    SELECT s.video_id, s.model_id, v.path, s.start_s, s.end_s, s.end_s - s.start_s AS duration_s,
+           s.mean_speediness
+    FROM segments s JOIN video_speediness v USING (video_id, model_id)
+    WHERE s.kind = 'slow_motion'
+    ORDER BY duration_s DESC;
+
+-- Videos that can be sped up most while still looking natural, by the latest model.
+CREATE OR REPLACE VIEW speedupable_videos AS
+    SELECT v.video_id, v.path, v.duration_s, v.mean_speediness, v.median_speediness, v.frac_slow_motion,
+           v.duration_s / greatest(v.mean_speediness, 1.0) AS watch_time_s, v.model_id
+    FROM video_speediness v
+    WHERE v.status = 'scored' AND v.model_id = (SELECT model_id FROM latest_model)
+    ORDER BY v.mean_speediness DESC;
+
+-- Each model's view of the library, side by side.
+CREATE OR REPLACE VIEW model_comparison AS
+    SELECT v.model_id, m.created_at AS model_created_at, count(*) AS videos,
+           avg(v.mean_speediness) AS mean_speediness, avg(v.frac_slow_motion) AS frac_slow_motion,
+           avg(v.frac_sped_up) AS frac_sped_up, max(v.scored_at) AS last_scored_at
+    FROM video_speediness v LEFT JOIN models m USING (model_id)
+    WHERE v.status = 'scored'
+    GROUP BY v.model_id, m.created_at
+    ORDER BY model_created_at DESC NULLS LAST;
+
+CREATE OR REPLACE VIEW score_failures AS
+    SELECT video_id, model_id, path, error_kind, error, scored_at
+    FROM video_speediness WHERE status = 'failed' ORDER BY scored_at DESC;

@@ -37,6 +37,13 @@ class StepProgress:
             self._task = self._bar.add_task(self.description, total=self.total)
         return self
 
+    def update(self, done: int, total: int) -> None:
+        """Set the count and the total (for work whose size is known only once it starts)."""
+        self.total = max(total, 0)
+        if self._bar is not None:
+            self._bar.update(self._task, total=self.total)
+        self.advance(done - self.done)
+
     def advance(self, n: int = 1) -> None:
         self.done += n
         if self._bar is not None:

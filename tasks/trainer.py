@@ -28,7 +28,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from speednet.model import build_speednet, load_weights_into, save_checkpoint
+from speednet.model import SpeedNetConfig, build_speednet, load_weights_into, save_checkpoint
 from speednet.sampling import AugmentConfig, make_batch
 from storage.clip_dataset import ClipSource, ShardClipBatches, seed_worker
 
@@ -71,6 +71,17 @@ def learning_rate(step: int, config: TrainConfig) -> float:
     return config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+def make_loader(config: TrainConfig, source: ClipSource, model_config: SpeedNetConfig, *, seed: int,
+                rank: int = 0, world_size: int = 1) -> DataLoader:
+    """The endless training-batch loader of one rank; batches are built (and augmented) in its workers."""
+    batches = ShardClipBatches(
+        source, clips_per_batch=config.augment.clips_per_batch(config.batch_size),
+        make_batch=partial(make_batch, config=model_config, augment=config.augment),
+        seed=seed, rank=rank, world_size=world_size)
+    return DataLoader(batches, batch_size=None, num_workers=config.loader_workers, worker_init_fn=seed_worker,
+                      persistent_workers=False, prefetch_factor=4 if config.loader_workers else None)
+
+
 def train(config: TrainConfig, source: ClipSource, out_dir: str | Path, *, resume: bool = False,
           rank: int = 0, world_size: int = 1, on_log: Callable[[dict], None] | None = None) -> dict:
     """Train to ``config.steps``, checkpointing to ``out_dir/last.pt``; returns the loss/accuracy history.
@@ -93,13 +104,9 @@ def train(config: TrainConfig, source: ClipSource, out_dir: str | Path, *, resum
     if world_size > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    batches = ShardClipBatches(
-        source, clips_per_batch=config.augment.clips_per_batch(config.batch_size),
-        make_batch=partial(make_batch, config=model.config, augment=config.augment),
-        seed=config.seed * 1_000_003 + start_step,  # a resumed run draws fresh batches, not the first ones again
-        rank=rank, world_size=world_size)
-    loader = DataLoader(batches, batch_size=None, num_workers=config.loader_workers, worker_init_fn=seed_worker,
-                        persistent_workers=False, prefetch_factor=4 if config.loader_workers else None)
+    # a resumed run draws fresh batches, not the first ones again
+    loader = make_loader(config, source, model.config, seed=config.seed * 1_000_003 + start_step,
+                         rank=rank, world_size=world_size)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     model.train()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -12,7 +15,7 @@ from flows.ingest import ingest_library
 from speednet.synthetic import write_synthetic_library
 from storage import paths
 from storage.clip_dataset import ShardClipBatches, split_units
-from tasks.train import split_by_video
+from tasks.train import split_by_video, train_model
 from tasks.trainer import TrainConfig, train
 
 
@@ -42,6 +45,18 @@ def test_loader_ranks_and_workers_read_disjoint_units():
     seen = [u for rank in range(2) for worker in range(3)
             for u in split_units(units, rank=rank, world_size=2, worker=worker, num_workers=3)]
     assert sorted(seen) == units
+
+
+def test_loader_units_are_the_row_groups_holding_selected_videos(tiny_home):
+    """Row groups of held-out or variant videos are no units: no reader spins on clips it must skip."""
+    source = split_by_video.fn(str(paths.catalog_path(tiny_home)), 0.25, 0).source()
+    holding, row_groups = [], 0
+    for shard, ids in sorted(source.videos_by_shard.items()):
+        file = pq.ParquetFile(shard)
+        row_groups += file.num_row_groups
+        holding += [(shard, group) for group in range(file.num_row_groups)
+                    if ids & set(file.read_row_group(group, columns=["video_id"])["video_id"].to_pylist())]
+    assert source.units() == holding and len(holding) < row_groups
 
 
 def test_loader_batches_hold_both_speeds_of_each_clip(tiny_home):
@@ -108,3 +123,73 @@ def test_train_flow_registers_the_model_with_metrics_and_a_plot(tiny_home):
     metrics = json.loads(metrics)
     assert set(metrics) == {"synthetic", "real"} and metrics["synthetic"]["clips"] > 0
     assert (tiny_home / "runs").exists() and result["plot"].endswith("curves.png")
+
+
+# Loaded by every torchrun worker (through PYTHONPATH): appends what its rank does to rank<RANK>.jsonl.
+_DDP_PROBE = """
+import hashlib, json, os
+
+if "RANK" in os.environ and "SPEEDNET_DDP_PROBE" in os.environ:
+    from torch.nn.modules.module import register_module_forward_pre_hook
+    from torch.nn.parallel import DistributedDataParallel
+    from torch.utils.data import get_worker_info
+
+    import speednet.model
+    import storage.clip_dataset
+
+    def record(**event):
+        with open(os.path.join(os.environ["SPEEDNET_DDP_PROBE"], f"rank{os.environ['RANK']}.jsonl"), "a") as f:
+            f.write(json.dumps(event) + "\\n")
+
+    def read_unit(shard, group, video_ids, _read=storage.clip_dataset.read_unit):
+        info = get_worker_info()
+        record(unit=[shard, group], worker=info.id if info else 0)
+        return _read(shard, group, video_ids)
+
+    def save_checkpoint(path, *args, _save=speednet.model.save_checkpoint, **kwargs):
+        record(saved=str(path))
+        return _save(path, *args, **kwargs)
+
+    def before_forward(module, inputs):
+        if isinstance(module, DistributedDataParallel):
+            weights = b"".join(p.detach().cpu().numpy().tobytes() for p in module.module.parameters())
+            record(weights=hashlib.blake2b(weights, digest_size=16).hexdigest())
+
+    storage.clip_dataset.read_unit = read_unit
+    speednet.model.save_checkpoint = save_checkpoint
+    register_module_forward_pre_hook(before_forward)
+"""
+
+
+def test_torchrun_ddp_on_cpu_keeps_ranks_in_step_on_disjoint_units_and_only_rank_0_checkpoints(
+        tiny_home, tmp_path, monkeypatch):
+    """Real DDP: two gloo ranks launched by train_model through torchrun, each observed by a probe."""
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    (probe / "sitecustomize.py").write_text(_DDP_PROBE)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(probe), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("SPEEDNET_DDP_PROBE", str(probe))
+    split = split_by_video.fn(str(paths.catalog_path(tiny_home)), 0.25, 0)
+    config = dataclasses.replace(TINY, loader_workers=2, warmup_steps=1)
+    result = train_model.fn(config, split, str(tmp_path / "run"), False, 2)
+
+    events = {rank: [json.loads(line) for line in (probe / f"rank{rank}.jsonl").read_text().splitlines()]
+              for rank in (0, 1)}
+    # every step ran on both ranks with the same weights going in: gradients were all-reduced
+    weights = {rank: [e["weights"] for e in rank_events if "weights" in e] for rank, rank_events in events.items()}
+    assert len(weights[0]) == config.steps and weights[0] == weights[1]
+    assert len(set(weights[0])) == config.steps, "the weights must change at every step"
+    assert [h["step"] for h in result["history"]] == list(range(1, config.steps + 1))
+    # each (rank, loader worker) reads its own units; together they read every unit of the source
+    readers: dict[tuple[int, int], set] = {}
+    for rank, rank_events in events.items():
+        for e in rank_events:
+            if "unit" in e:
+                readers.setdefault((rank, e["worker"]), set()).add(tuple(e["unit"]))
+    assert len(readers) == 4 and sum(map(len, readers.values())) == len(set().union(*readers.values()))
+    assert set().union(*readers.values()) == set(split.source().units())
+    # only rank 0 writes checkpoints; the run folder holds nothing from rank 1
+    saved = {rank: [e["saved"] for e in rank_events if "saved" in e] for rank, rank_events in events.items()}
+    assert saved[1] == [] and len(saved[0]) == config.steps // config.checkpoint_every
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["history.json", "last.pt", "manifest.json"]
+    assert torch.load(result["checkpoint"], weights_only=True)["extra"]["step"] == config.steps

@@ -1,0 +1,91 @@
+"""Speediness rows in the catalog: one video's scores replace its old ones in one transaction.
+
+A killed run therefore leaves either all of a video's rows or none, and a re-run simply
+writes the video again. Writers are serialized by ``catalog.writer``'s file lock, so two
+score runs at once queue at the database instead of corrupting it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from storage import catalog
+
+SCORE_TABLES = ("frame_scores", "video_speediness", "segments")
+
+
+def frame_score_table(video_id: str, model_id: str, speeds: np.ndarray, p_natural: np.ndarray, fps: float) -> pa.Table:
+    """Long-format rows (one per frame and speed) of a video's P_i(t)."""
+    p_natural = np.asarray(p_natural, dtype=np.float32)
+    n_speeds, n_frames = p_natural.shape
+    frames = np.tile(np.arange(n_frames, dtype=np.int32), n_speeds)
+    return pa.table({
+        "video_id": _constant(video_id, len(frames)),
+        "model_id": _constant(model_id, len(frames)),
+        "frame": frames,
+        "t_seconds": frames / float(fps),
+        "speed": np.repeat(np.asarray(speeds, dtype=np.float32), n_frames),
+        "p_natural": p_natural.reshape(-1),
+    })
+
+
+def _constant(value: str, n: int) -> pa.DictionaryArray:
+    """A string column of n equal values without n Python strings."""
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([value]))
+
+
+def _delete_video(con, video_id: str, model_id: str) -> None:
+    for table in SCORE_TABLES:
+        con.execute(f"DELETE FROM {table} WHERE video_id = ? AND model_id = ?", [video_id, model_id])
+
+
+def write_scored(catalog_path: str | Path, summary_row: dict, frame_rows: pa.Table, segment_rows: list[dict]) -> None:
+    """Replace one (video, model)'s rows in all three score tables, atomically."""
+    video_id, model_id = summary_row["video_id"], summary_row["model_id"]
+    with catalog.writer(catalog_path) as con:
+        _delete_video(con, video_id, model_id)
+        con.register("staged_frame_scores", frame_rows)
+        try:
+            con.execute("INSERT INTO frame_scores SELECT video_id, model_id, frame, t_seconds, speed, p_natural "
+                        "FROM staged_frame_scores")
+        finally:
+            con.unregister("staged_frame_scores")
+        _insert_rows(con, "segments", [{"video_id": video_id, "model_id": model_id, **s} for s in segment_rows])
+        _insert_rows(con, "video_speediness", [{**summary_row, "status": "scored", "scored_at": catalog.utc_now()}])
+
+
+def write_failed(catalog_path: str | Path, video_id: str, model_id: str, path: str, error_kind: str, error: str,
+                 score_params: str) -> None:
+    """Record that a video could not be scored (and drop any rows of an earlier attempt)."""
+    with catalog.writer(catalog_path) as con:
+        _delete_video(con, video_id, model_id)
+        _insert_rows(con, "video_speediness", [{
+            "video_id": video_id, "model_id": model_id, "path": path, "status": "failed", "error_kind": error_kind,
+            "error": error, "score_params": score_params, "scored_at": catalog.utc_now()}])
+
+
+def _insert_rows(con, table: str, rows: list[dict]) -> None:
+    if not rows:
+        return
+    columns = [name for name, *_ in con.execute(f"DESCRIBE {table}").fetchall()]
+    staged = pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows])
+    con.register("staged_rows", staged)
+    try:
+        con.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM staged_rows")
+    finally:
+        con.unregister("staged_rows")
+
+
+def scored_pairs(catalog_path: str | Path, model_id: str) -> dict[str, str]:
+    """video_id -> status ('scored' or 'failed') of every video already handled by ``model_id``."""
+    if not Path(catalog_path).exists():
+        return {}
+    con = catalog.connect(catalog_path, read_only=True)
+    try:
+        rows = con.execute("SELECT video_id, status FROM video_speediness WHERE model_id = ?", [model_id]).fetchall()
+    finally:
+        con.close()
+    return dict(rows)

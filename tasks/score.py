@@ -1,0 +1,174 @@
+"""Scoring tasks: pick the (video, model) pairs not yet scored, score each video, write its rows.
+
+One task run per video (HAZARDS.md: never per window), which decodes the file once in
+bounded chunks through an isolated worker, runs the model here, and replaces the video's
+rows in one transaction. A file that cannot be scored becomes a `status='failed'` row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from speednet import scoring
+from speednet.errors import MediaError, TooShort, VideoNotFound
+from speednet.isolation import run_isolated
+from speednet.media import content_hash, probe_container
+from speednet.model import SpeedNet, load_checkpoint
+from storage import catalog, scores
+from tasks.progress import StepProgress
+from tasks.score_job import decode_range, frame_count
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A registered model: its id (checkpoint hash) and checkpoint file."""
+
+    model_id: str
+    checkpoint_path: str
+
+
+@dataclass(frozen=True)
+class VideoToScore:
+    video_id: str
+    path: str
+    frame_count: int
+
+
+# Videos longer than this (~10 min at 30 fps) get their own progress bar while scoring.
+LONG_VIDEO_FRAMES = 18_000
+
+
+@dataclass
+class VideoScores:
+    """One file's scores and what is needed to store or print them."""
+
+    path: str
+    fps: float
+    frames: int
+    scores: scoring.Scores
+    seconds: float
+
+
+def resolve_model(catalog_path: str, model: str | None = None) -> ModelRef:
+    """The model to score with: a model_id (or unique prefix), a checkpoint path, or None for the latest registered."""
+    if model and Path(model).is_file():
+        return ModelRef(content_hash(model), str(model))
+    if not Path(catalog_path).exists():
+        raise FileNotFoundError(f"no catalog at {catalog_path}: ingest and train first, or pass a checkpoint file")
+    con = catalog.connect(catalog_path, read_only=True)
+    try:
+        if model:
+            rows = con.execute("SELECT model_id, checkpoint_path FROM models WHERE model_id LIKE ? || '%'", [model]).fetchall()
+            if len(rows) != 1:
+                known = [r[0] for r in con.execute("SELECT model_id FROM models ORDER BY created_at DESC").fetchall()]
+                raise ValueError(f"model {model!r} matches {len(rows)} registered models; known: {known or 'none'}")
+        else:
+            rows = con.execute("SELECT model_id, checkpoint_path FROM latest_model").fetchall()
+            if not rows:
+                raise ValueError("no registered model: run the train-speednet flow first (`speednet demo` does), "
+                                 "or pass a checkpoint file")
+    finally:
+        con.close()
+    return ModelRef(*rows[0])
+
+
+@functools.lru_cache(maxsize=2)
+def load_model(checkpoint_path: str) -> SpeedNet:
+    """The model of a checkpoint, on the GPU when there is one, kept loaded for the next video."""
+    model, _, _ = load_checkpoint(checkpoint_path, "cuda" if torch.cuda.is_available() else "cpu")
+    return model
+
+
+def score_file(path: str, model: SpeedNet, config: scoring.ScoreConfig, *, decode_timeout_s: float = 300.0,
+               on_progress: Callable[[int, int], None] | None = None) -> VideoScores:
+    """Decode ``path`` once at the model's input size (short side) and score every frame at every speed."""
+    started = time.perf_counter()
+    if not Path(path).is_file():
+        raise VideoNotFound(path, "no such file")
+    info = probe_container(path)
+    short_side = model.config.input_size
+    n_frames, fps = run_isolated(frame_count, path, info, short_side, path=path, timeout_s=decode_timeout_s)
+
+    def read(start: int, stop: int) -> np.ndarray:
+        return run_isolated(decode_range, path, info, short_side, start, stop, path=path, timeout_s=decode_timeout_s)
+
+    if n_frames < model.config.clip_frames:
+        raise TooShort(path, f"{n_frames} frames; scoring needs at least one {model.config.clip_frames}-frame window")
+    result = scoring.score_frames(model, read, n_frames, config, on_progress=on_progress)
+    return VideoScores(path, fps, n_frames, result, time.perf_counter() - started)
+
+
+def per_second_table(video: VideoScores, rho: float) -> list[dict]:
+    """One row per second of video: V(t) and P(natural) at each speed, averaged over the second's frames."""
+    v = video.scores.speediness(rho)
+    rows = []
+    for second in range(int(np.ceil(video.frames / video.fps))):
+        lo, hi = int(second * video.fps), min(video.frames, int((second + 1) * video.fps))
+        if hi <= lo:
+            continue
+        row = {"second": second, "speediness": float(np.median(v[lo:hi]))}
+        row.update({f"p@{s:.2f}x": float(video.scores.p_natural[i, lo:hi].mean()) for i, s in enumerate(video.scores.speeds)})
+        rows.append(row)
+    return rows
+
+
+@task(name="select-unscored", cache_policy=NO_CACHE)
+def select_unscored(catalog_path: str, model_id: str, retry_failed: bool = False,
+                    video_ids: list[str] | None = None) -> list[VideoToScore]:
+    """Ingested videos with no score rows for ``model_id`` yet (failed ones too when ``retry_failed``)."""
+    done = scores.scored_pairs(catalog_path, model_id)
+    con = catalog.connect(catalog_path, read_only=True)
+    try:
+        rows = con.execute("SELECT video_id, path, frame_count FROM ingested_videos ORDER BY path").fetchall()
+    finally:
+        con.close()
+    wanted = set(video_ids) if video_ids else None
+    return [VideoToScore(vid, path, frames) for vid, path, frames in rows
+            if (wanted is None or vid in wanted) and (vid not in done or (retry_failed and done[vid] == "failed"))]
+
+
+@task(name="score-video", cache_policy=NO_CACHE)
+def score_video(video: VideoToScore, model_ref: ModelRef, config: scoring.ScoreConfig, catalog_path: str,
+                plot_dir: str | None = None, decode_timeout_s: float = 300.0) -> dict:
+    """Score one video and replace its rows; returns its summary row (status 'scored' or 'failed')."""
+    params = catalog.canonical_json(dataclasses.asdict(config))
+    try:
+        if not Path(video.path).is_file():
+            raise VideoNotFound(video.path, "the file is gone since ingest; re-run ingest-library to update the catalog")
+        if content_hash(video.path) != video.video_id:
+            raise MediaError(video.path, "the file changed since it was ingested; re-run ingest-library first")
+        model = load_model(model_ref.checkpoint_path)
+        long_video = video.frame_count > LONG_VIDEO_FRAMES
+        with StepProgress(f"scoring {Path(video.path).name}", 0) if long_video else contextlib.nullcontext() as progress:
+            result = score_file(video.path, model, config, decode_timeout_s=decode_timeout_s,
+                                on_progress=progress.update if progress else None)
+    except Exception as e:  # bad input (or a bug) becomes a recorded failure; the run goes on
+        kind = getattr(e, "kind", "score_failed")
+        scores.write_failed(catalog_path, video.video_id, model_ref.model_id, video.path, kind, str(e), params)
+        return {"video_id": video.video_id, "path": video.path, "status": "failed", "error_kind": kind, "error": str(e)}
+
+    v = result.scores.speediness(config.rho)
+    plot_path = None
+    if plot_dir:
+        from tasks.plots import plot_speediness
+        plot_path = plot_speediness(result, config.rho, Path(plot_dir) / f"{video.video_id}-{model_ref.model_id[:12]}.png")
+    summary = {"video_id": video.video_id, "model_id": model_ref.model_id, "path": video.path, "score_params": params,
+               "rho": config.rho, "fps": result.fps, **scoring.summary(v, result.fps),
+               "windows_run": result.scores.windows_run, "windows_skipped": result.scores.windows_skipped,
+               "seconds": result.seconds, "plot_path": plot_path}
+    frame_rows = scores.frame_score_table(video.video_id, model_ref.model_id, result.scores.speeds,
+                                          result.scores.p_natural, result.fps)
+    segment_rows = list(scoring.segments(v, result.scores.p_natural[0], result.fps))
+    scores.write_scored(catalog_path, summary, frame_rows, segment_rows)
+    return {**summary, "status": "scored", "segments": len(segment_rows)}
