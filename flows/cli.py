@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from storage import paths
@@ -91,6 +92,86 @@ def print_ingest_summary(summary: dict) -> None:
     for failure in summary["failures"]:
         console.print(f"[red]failed[/red] [{failure['error_kind']}] {failure['error']}")
     console.print(f"catalog: {summary['catalog']}")
+
+
+@app.command()
+def train(
+    preset: str = typer.Option("cpu", help="cpu (small, 16×64²) or gpu (full S3D-G, 32×224²)."),
+    steps: int = typer.Option(1200, help="Training steps."),
+    batch_size: int = typer.Option(32, help="Items per step (each clip at both speeds)."),
+    lr: float = typer.Option(2e-3, help="Peak learning rate (warm-up, then cosine)."),
+    nproc: int = typer.Option(1, help="Processes; > 1 runs torchrun DDP (gloo on CPU, nccl on GPUs)."),
+    resume: bool = typer.Option(True, help="Continue a killed run with the same settings from its checkpoint."),
+) -> None:
+    """Train SpeedNet on the ingested clips and register the model (runs the train-speednet flow here)."""
+    from flows.train import train_speednet
+
+    result = train_speednet(preset=preset, steps=steps, batch_size=batch_size, lr=lr, nproc=nproc, resume=resume)
+    console.print_json(json.dumps(result["metrics"]))
+    console.print(f"model {result['model_id']} registered; curves: {result['plot']}")
+
+
+@app.command("score-library")
+def score_library_command(
+    model: Optional[str] = typer.Option(None, help="model_id (or prefix) or checkpoint file; default: latest registered."),
+    levels: int = typer.Option(10, help="k: speeds 1.25^0 … 1.25^k."),
+    stride: int = typer.Option(4, help="Window stride in frames of each speed version."),
+    rho: float = typer.Option(0.5, help="ρ: P(natural) above which a speed counts as natural."),
+    mode: str = typer.Option("sliding", help="sliding (exact) or dense (one pass per stretch, pooled)."),
+    budget: bool = typer.Option(False, help="Skip high speeds where a lower one already looked unnatural."),
+    plots: bool = typer.Option(False, help="Write a PNG of V(t) and P_i(t) per video."),
+    retry_failed: bool = typer.Option(False, help="Try videos that failed before again."),
+) -> None:
+    """Score every ingested video not yet scored by the model (runs the score-library flow here)."""
+    from flows.score import score_library
+
+    summary = score_library(model=model, levels=levels, stride=stride, rho=rho, mode=mode, budget=budget, plots=plots,
+                            retry_failed=retry_failed)
+    console.print(f"model {summary['model_id'][:12]}: {summary['scored']} scored, {summary['failed']} failed "
+                  f"(see the score_failures view); catalog {summary['catalog']}")
+
+
+@app.command()
+def score(
+    video: Path = typer.Argument(..., help="A video file; it need not be in the library."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint file (default: the latest registered model)."),
+    levels: int = typer.Option(10, help="k: speeds 1.25^0 … 1.25^k."),
+    stride: int = typer.Option(4, help="Window stride in frames of each speed version."),
+    rho: float = typer.Option(0.5, help="ρ: P(natural) above which a speed counts as natural."),
+    mode: str = typer.Option("sliding", help="sliding (exact) or dense (faster, pooled in feature space)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the per-second rows as JSON lines."),
+    plot: Optional[Path] = typer.Option(None, help="Also write a PNG of V(t) and P_i(t) here."),
+) -> None:
+    """Per-second speediness of one file, without touching the database."""
+    from speednet.errors import MediaError
+    from speednet.scoring import ScoreConfig
+    from tasks.score import load_model, per_second_table, resolve_model, score_file
+
+    try:
+        if checkpoint and not checkpoint.is_file():
+            raise FileNotFoundError(f"no checkpoint file at {checkpoint}")
+        ref = resolve_model(str(paths.catalog_path()), str(checkpoint) if checkpoint else None)
+        config = ScoreConfig(levels=levels, stride=stride, rho=rho, mode=mode)
+        result = score_file(str(video), load_model(ref.checkpoint_path), config)
+    except (MediaError, FileNotFoundError, ValueError) as e:
+        console.print(f"[red]cannot score:[/red] {escape(str(e))}", soft_wrap=True, highlight=False)
+        raise typer.Exit(1)
+    rows = per_second_table(result, rho)
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+    else:
+        table = Table(title=f"{video.name}: speediness per second (model {ref.model_id[:12]}, ρ = {rho})")
+        for column in rows[0]:
+            table.add_column(column, justify="right")
+        for row in rows:
+            table.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()))
+        Console().print(table)
+        console.print("speediness = largest speed still judged natural; ≥ 2: slow motion, < 1: looks sped up already")
+    if plot:
+        from tasks.plots import plot_speediness
+
+        console.print(f"plot: {plot_speediness(result, rho, plot)}")
 
 
 @app.command()

@@ -113,3 +113,11 @@ def home(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "home"
     monkeypatch.setenv("SPEEDNET_HOME", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def pan_model():
+    """A CPU-preset model trained (60 real steps) to call _pan.PAN_PX px/frame natural and twice that sped up."""
+    from _pan import train_pan_model
+
+    return train_pan_model(steps=60)

@@ -18,7 +18,7 @@ def speednet(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def test_help_lists_the_commands():
     out = speednet("--help").stdout
-    for command in ("samples", "ingest", "probe", "sql", "stack", "deploy", "demo"):
+    for command in ("samples", "ingest", "train", "score-library", "score", "probe", "sql", "stack", "deploy", "demo"):
         assert command in out
 
 
@@ -40,3 +40,28 @@ def test_probe_of_a_bad_file_says_what_is_wrong_and_exits_1(media, kind):
 def test_sql_without_a_catalog_says_how_to_make_one(tmp_path):
     run = speednet("sql", "SELECT 1", "--catalog", str(tmp_path / "none.duckdb"), check=False)
     assert run.returncode != 0 and "ingest" in run.stderr
+
+
+def test_score_prints_speediness_per_second_for_one_file_without_a_database(pan_model, tmp_path):
+    from _pan import write_pan_video
+    from speednet.model import save_checkpoint
+
+    checkpoint = save_checkpoint(tmp_path / "pan.pt", pan_model)
+    video = write_pan_video(tmp_path / "half2x.mp4", speeds=[1.0, 2.0], frames_each=75)
+    run = speednet("score", str(video), "--checkpoint", str(checkpoint), "--levels", "4", "--json",
+                   "--plot", str(tmp_path / "v.png"))
+    seconds = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [s["second"] for s in seconds] == list(range(6))
+    assert seconds[0]["speediness"] >= 1.0 > seconds[-1]["speediness"]
+    assert set(seconds[0]) == {"second", "speediness", "p@1.00x", "p@1.25x", "p@1.56x", "p@1.95x", "p@2.44x"}
+    assert (tmp_path / "v.png").stat().st_size > 10_000
+    assert not list(tmp_path.glob("*.duckdb"))
+
+    bad = speednet("score", str(tmp_path / "missing.mp4"), "--checkpoint", str(checkpoint), check=False)
+    assert bad.returncode == 1 and "missing.mp4" in bad.stderr and "no such file" in bad.stderr
+
+
+def test_score_without_a_model_says_how_to_get_one(tmp_path, monkeypatch, media):
+    monkeypatch.setenv("SPEEDNET_HOME", str(tmp_path / "empty-home"))
+    run = speednet("score", str(media["landscape"]), check=False)
+    assert run.returncode == 1 and "train" in run.stderr

@@ -46,7 +46,7 @@ def register(home: Path, model, name: str = "pan") -> str:
 
 
 @pytest.fixture(scope="module")
-def scored_home(tmp_path_factory) -> tuple[Path, Path, str]:
+def scored_home(tmp_path_factory, pan_model) -> tuple[Path, Path, str]:
     """A data home with four ingested videos and a registered pan model (copy it before changing it)."""
     root = tmp_path_factory.mktemp("score")
     library, home = root / "library", root / "home"
@@ -56,7 +56,7 @@ def scored_home(tmp_path_factory) -> tuple[Path, Path, str]:
     make_video(library / "pattern.mp4", seconds=3.0)
     summary = ingest_library(library=str(library), data_home=str(home), short_side_px=64, clip_frames=16)
     assert summary["ingested"] == 4, summary
-    model_id = register(home, train_pan_model(steps=60))
+    model_id = register(home, pan_model)
     return home, library, model_id
 
 

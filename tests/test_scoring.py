@@ -6,17 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from _pan import train_pan_model, write_pan_video
+from _pan import write_pan_video
 from speednet import scoring
 from speednet.model import build_speednet
 from speednet.scoring import ScoreConfig
 from tasks.score import per_second_table, score_file
-
-
-@pytest.fixture(scope="session")
-def pan_model():
-    """A CPU-preset model trained (60 real steps) to call PAN_PX px/frame natural and twice that sped up."""
-    return train_pan_model(steps=60)
 
 
 def test_a_version_takes_every_speed_th_source_frame():
