@@ -122,7 +122,7 @@ def window_centre(start: int, clip_frames: int, speed: float) -> float:
 
 
 @dataclass
-class _Buffer:
+class FrameBuffer:
     """Decoded source frames [lo, lo + len(frames)), extended by chunks, trimmed from the front."""
 
     read: Callable[[int, int], np.ndarray]
@@ -136,6 +136,7 @@ class _Buffer:
         return self.lo + (0 if self.frames is None else len(self.frames))
 
     def ensure(self, last: int) -> None:
+        """Decode on until frame ``last`` is held."""
         while self.hi <= last:
             stop = min(self.n_frames, self.hi + self.chunk)
             new = self.read(self.hi, stop)
@@ -144,11 +145,13 @@ class _Buffer:
             self.frames = new if self.frames is None else np.concatenate([self.frames, new])
 
     def trim(self, first_needed: int) -> None:
+        """Drop the frames before ``first_needed``."""
         if self.frames is not None and first_needed > self.lo:
             drop = min(first_needed - self.lo, len(self.frames))
             self.frames, self.lo = self.frames[drop:], self.lo + drop
 
     def take(self, indices: np.ndarray) -> np.ndarray:
+        """Held frames at source ``indices``."""
         return self.frames[indices - self.lo]
 
 
@@ -228,7 +231,7 @@ def score_frames(model: SpeedNet, read: Callable[[int, int], np.ndarray], n_fram
     judge = _Judge(model, config)
     jobs = plan_jobs(n_frames, T, config, judge.ts)
     first_needed = np.minimum.accumulate([j.first for j in jobs][::-1])[::-1]  # min first over jobs[i:]
-    buffer = _Buffer(read, n_frames, config.chunk_frames)
+    buffer = FrameBuffer(read, n_frames, config.chunk_frames)
     speeds = config.speeds
     results: list[list[tuple[float, float]]] = [[] for _ in speeds]
     queue: list[tuple[Job, np.ndarray]] = []

@@ -154,3 +154,45 @@ CREATE OR REPLACE VIEW model_comparison AS
 CREATE OR REPLACE VIEW score_failures AS
     SELECT video_id, model_id, path, error_kind, error, scored_at
     FROM video_speediness WHERE status = 'failed' ORDER BY scored_at DESC;
+
+-- ---------------------------------------------------------------- embeddings (embed-library)
+-- One row per embedded window; `vector_id` is its id in the model's FAISS index.
+CREATE TABLE IF NOT EXISTS embeddings (
+    vector_id       BIGINT NOT NULL,
+    model_id        VARCHAR NOT NULL,
+    video_id        VARCHAR NOT NULL,
+    start_frame     INTEGER NOT NULL,
+    start_s         DOUBLE NOT NULL,
+    end_s           DOUBLE NOT NULL,
+    PRIMARY KEY (model_id, vector_id)
+);
+
+-- Per (video, model): embedded or failed, so a re-run adds only new videos.
+CREATE TABLE IF NOT EXISTS embedded_videos (
+    video_id        VARCHAR NOT NULL,
+    model_id        VARCHAR NOT NULL,
+    path            VARCHAR,
+    status          VARCHAR NOT NULL CHECK (status IN ('embedded', 'failed')),
+    error_kind      VARCHAR,
+    error           VARCHAR,
+    windows         INTEGER,
+    embed_params    VARCHAR,
+    embedded_at     TIMESTAMP NOT NULL,
+    PRIMARY KEY (video_id, model_id)
+);
+
+-- ---------------------------------------------------------------- renders (render-speedups)
+CREATE TABLE IF NOT EXISTS renders (
+    video_id            VARCHAR NOT NULL,
+    model_id            VARCHAR NOT NULL,
+    rate                DOUBLE NOT NULL,     -- requested overall speedup R_o
+    params              VARCHAR NOT NULL,    -- canonical JSON: rate, alpha, beta, fps, audio, ...
+    params_hash         VARCHAR NOT NULL,
+    output_path         VARCHAR,
+    output_duration_s   DOUBLE,
+    source_duration_s   DOUBLE,
+    status              VARCHAR NOT NULL CHECK (status IN ('rendered', 'failed')),
+    error               VARCHAR,
+    created_at          TIMESTAMP NOT NULL,
+    PRIMARY KEY (video_id, model_id, params_hash)
+);

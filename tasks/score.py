@@ -90,19 +90,25 @@ def load_model(checkpoint_path: str) -> SpeedNet:
     return model
 
 
+def open_video(path: str, short_side_px: int, decode_timeout_s: float = 300.0
+               ) -> tuple[int, float, Callable[[int, int], np.ndarray]]:
+    """(frame count, fps, read(start, stop)) of a file decoded at ``short_side_px`` in an isolated worker."""
+    if not Path(path).is_file():
+        raise VideoNotFound(path, "no such file")
+    info = probe_container(path)
+    n_frames, fps = run_isolated(frame_count, path, info, short_side_px, path=path, timeout_s=decode_timeout_s)
+
+    def read(start: int, stop: int) -> np.ndarray:
+        return run_isolated(decode_range, path, info, short_side_px, start, stop, path=path, timeout_s=decode_timeout_s)
+
+    return n_frames, fps, read
+
+
 def score_file(path: str, model: SpeedNet, config: scoring.ScoreConfig, *, decode_timeout_s: float = 300.0,
                on_progress: Callable[[int, int], None] | None = None) -> VideoScores:
     """Decode ``path`` once at the model's input size (short side) and score every frame at every speed."""
     started = time.perf_counter()
-    if not Path(path).is_file():
-        raise VideoNotFound(path, "no such file")
-    info = probe_container(path)
-    short_side = model.config.input_size
-    n_frames, fps = run_isolated(frame_count, path, info, short_side, path=path, timeout_s=decode_timeout_s)
-
-    def read(start: int, stop: int) -> np.ndarray:
-        return run_isolated(decode_range, path, info, short_side, start, stop, path=path, timeout_s=decode_timeout_s)
-
+    n_frames, fps, read = open_video(path, model.config.input_size, decode_timeout_s)
     if n_frames < model.config.clip_frames:
         raise TooShort(path, f"{n_frames} frames; scoring needs at least one {model.config.clip_frames}-frame window")
     result = scoring.score_frames(model, read, n_frames, config, on_progress=on_progress)

@@ -1,0 +1,153 @@
+"""Clip vectors on disk: one Parquet part per video (the truth) and a FAISS index per model (derived).
+
+Layout under ``<data home>/index/<model_id>/``::
+
+    vectors/<video_id>.parquet   start_frame, start_s, end_s, vector (float32 or float16)
+    index.faiss                  loads with plain ``faiss.read_index``; ids = embeddings.vector_id
+    manifest.json                model_id, count, index_type, dim, nprobe, created_at, updated_at
+
+The index is replaced atomically (temp file + rename), so a killed run leaves the previous
+one intact. Because the parts hold every vector, an index that disagrees with the
+catalog's `embeddings` rows (a kill between the two) is rebuilt from them.
+
+Index type by size (bench/retrieval.py): exact inner product (``IndexFlatIP`` in an
+``IndexIDMap2``) up to FLAT_LIMIT vectors, where a query still takes ~1–2 ms on 2 cores;
+above it an IVF index with about 8·√N lists, trained on the data when it crosses the limit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+INDEX_FILE, MANIFEST_FILE, PARTS_DIR = "index.faiss", "manifest.json", "vectors"
+FLAT_LIMIT = 100_000
+IVF_NPROBE = 32
+IVF_TRAIN_PER_LIST = 40  # FAISS warns below 39 training points per centroid
+
+
+def index_dir(home: str | Path, model_id: str) -> Path:
+    """Where a model's vectors and index live."""
+    return Path(home) / "index" / model_id
+
+
+def part_path(directory: Path, video_id: str) -> Path:
+    return directory / PARTS_DIR / f"{video_id}.parquet"
+
+
+def write_part(directory: Path, video_id: str, start_frames: np.ndarray, fps: float, clip_frames: int,
+               vectors: np.ndarray, dtype: str = "float32") -> Path:
+    """One video's window vectors as Parquet, written atomically (float16 halves the size)."""
+    path = part_path(directory, video_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    vectors = np.asarray(vectors, dtype=np.float16 if dtype == "float16" else np.float32)
+    flat = pa.array(vectors.reshape(-1))
+    table = pa.table({
+        "start_frame": np.asarray(start_frames, dtype=np.int32),
+        "start_s": np.asarray(start_frames, dtype=np.float64) / fps,
+        "end_s": (np.asarray(start_frames, dtype=np.float64) + clip_frames) / fps,
+        "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]),
+    })
+    tmp = path.with_name(f".{path.name}.partial")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_part(path: Path) -> tuple[pa.Table, np.ndarray]:
+    """(start_frame/start_s/end_s table, (N, D) float32 vectors) of one video's part."""
+    table = pq.read_table(path)
+    column = table.column("vector").combine_chunks()
+    dim = column.type.list_size
+    vectors = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)
+    return table.drop(["vector"]), vectors
+
+
+def _ivf_lists(n: int) -> int:
+    return max(1, min(int(8 * math.sqrt(n)), n // IVF_TRAIN_PER_LIST))
+
+
+def build_index(vectors: np.ndarray, ids: np.ndarray, kind: str = "auto", *, hnsw_m: int = 32) -> faiss.Index:
+    """A new inner-product index holding ``vectors`` under ``ids``: flat, ivf or hnsw ('auto' picks by size)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    dim = vectors.shape[1]
+    if kind == "auto":
+        kind = "flat" if len(vectors) <= FLAT_LIMIT else "ivf"
+    if kind == "flat":
+        index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    elif kind == "ivf":
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, _ivf_lists(len(vectors)), faiss.METRIC_INNER_PRODUCT)
+        sample = np.random.default_rng(0).choice(len(vectors), min(len(vectors), index.nlist * 256), replace=False)
+        index.train(vectors[np.sort(sample)])
+        index.nprobe = IVF_NPROBE
+    elif kind == "hnsw":
+        index = faiss.IndexIDMap2(faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT))
+    else:
+        raise ValueError(f"unknown index kind {kind!r}; use auto, flat, ivf or hnsw")
+    if len(vectors):
+        index.add_with_ids(vectors, ids)
+    return index
+
+
+def index_type(index: faiss.Index) -> str:
+    """'flat', 'ivf' or 'hnsw'."""
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+    if isinstance(inner, faiss.IndexIVF):
+        return "ivf"
+    return "hnsw" if isinstance(inner, faiss.IndexHNSW) else "flat"
+
+
+def add_vectors(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray) -> faiss.Index:
+    """``index`` with ``vectors`` added; a flat index that grows past FLAT_LIMIT must be rebuilt by the caller."""
+    if len(vectors):
+        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64))
+    return index
+
+
+def save_index(directory: Path, index: faiss.Index, model_id: str) -> dict:
+    """Write index then manifest, each atomically; returns the manifest."""
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    old = read_manifest(directory)
+    manifest = {"model_id": model_id, "count": int(index.ntotal), "index_type": index_type(index), "dim": int(index.d),
+                "nprobe": IVF_NPROBE if index_type(index) == "ivf" else None,
+                "created_at": (old or {}).get("created_at", now), "updated_at": now}
+    tmp = directory / f".{INDEX_FILE}.partial"
+    faiss.write_index(index, str(tmp))
+    os.replace(tmp, directory / INDEX_FILE)
+    tmp = directory / f".{MANIFEST_FILE}.partial"
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, directory / MANIFEST_FILE)
+    return manifest
+
+
+def read_manifest(directory: Path) -> dict | None:
+    path = directory / MANIFEST_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def load_index(directory: Path, model_id: str) -> tuple[faiss.Index, dict]:
+    """The saved index of ``model_id`` and its manifest, with clear errors when it is missing or another model's."""
+    manifest = read_manifest(directory)
+    if manifest is None or not (directory / INDEX_FILE).exists():
+        raise FileNotFoundError(f"no vector index for model {model_id} in {directory}; "
+                                f"run the embed-library flow (`speednet embed-library`) first")
+    if manifest["model_id"] != model_id:
+        raise ValueError(f"the index in {directory} was built by model {manifest['model_id']}, not {model_id}; "
+                         f"re-run embed-library for this model")
+    index = faiss.read_index(str(directory / INDEX_FILE))
+    if index.ntotal != manifest["count"]:
+        raise ValueError(f"{directory}: the index holds {index.ntotal} vectors but its manifest says {manifest['count']}; "
+                         f"re-run embed-library to rebuild it")
+    if manifest.get("nprobe"):
+        faiss.extract_index_ivf(index).nprobe = manifest["nprobe"]
+    return index, manifest
