@@ -167,3 +167,27 @@ def test_vanished_files_are_recorded_and_bad_queries_say_what_is_wrong(home, pan
     shutil.copy(vector_index.index_dir(home, model_id) / "manifest.json", vector_index.index_dir(home, other))
     with pytest.raises(ValueError, match="built by model"):
         search(video=pan, at_s=1.0)
+
+
+def test_search_cli_prints_hits_and_writes_parquet_that_joins_with_the_score_tables(home, tmp_path):
+    import subprocess
+    import sys
+
+    home, model_id = home
+    embed_library(stride=8)
+    pan = next(vid for vid, p in rows(home, "SELECT video_id, path FROM videos") if p.endswith("pan_a.mp4"))
+    out = tmp_path / "hits.parquet"
+    run = subprocess.run([sys.executable, "-m", "flows.cli", "search", "--video", pan[:8], "--at", "1.0", "-k", "3",
+                          "--across-videos", "--json", "--parquet", str(out)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    hits = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [h["rank"] for h in hits] == [1, 2, 3] and all(h["video_id"] != pan for h in hits)
+    assert set(hits[0]) == {"rank", "vector_id", "video_id", "path", "start_s", "end_s", "similarity", "speediness"}
+    con = duckdb.connect(str(home / "catalog.duckdb"), read_only=True)
+    joined = con.execute(f"SELECT h.rank, v.duration_s FROM '{out}' h JOIN videos v USING (video_id) ORDER BY h.rank").fetchall()
+    con.close()
+    assert [r for r, _ in joined] == [1, 2, 3]
+
+    bad = subprocess.run([sys.executable, "-m", "flows.cli", "search", "--video", pan, "--at", "1.0", "-k", "0"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "k must be between 1 and" in bad.stderr
