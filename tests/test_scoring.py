@@ -107,3 +107,14 @@ def test_dense_and_budget_modes_agree_with_sliding_windows(pan_model, tmp_path):
     assert np.corrcoef(v_exact, dense.scores.speediness(0.5))[0, 1] > 0.7
     assert budget.scores.windows_run < exact.scores.windows_run and budget.scores.windows_skipped > 0
     assert np.mean(budget.scores.speediness(0.5) == v_exact) > 0.8
+
+
+@pytest.mark.parametrize("kind", ["truncated_no_index", "zero_bytes", "text", "audio_only", "still_image", "one_frame"])
+def test_files_that_cannot_be_scored_raise_their_typed_error(media, kind):
+    from conftest import EXPECTED_KIND
+    from speednet.errors import MediaError
+
+    torch.manual_seed(0)
+    with pytest.raises(MediaError) as raised:
+        score_file(str(media[kind]), build_speednet(preset="cpu").eval(), ScoreConfig(levels=1))
+    assert raised.value.kind == EXPECTED_KIND[kind] and str(media[kind]) in str(raised.value)
