@@ -34,6 +34,7 @@ import torch.nn.functional as F  # noqa: E402
 
 CLIP = 48
 EVAL_EVERY = int(os.environ.get("EVAL_EVERY", 250))
+WORKERS = int(os.environ.get("LOADER_WORKERS", 3))
 SHORT = 128
 
 CONFIGS = {
@@ -44,6 +45,8 @@ CONFIGS = {
     "E_48px_nospatial": dict(spatial_aug=False, input_size=48),
     "F_w0.5_nospatial": dict(spatial_aug=False, width=0.5),
     "G_bigdata_nospatial": dict(spatial_aug=False, bigdata=True),
+    "H_bigdata_lr5e-4": dict(spatial_aug=False, bigdata=True, lr=5e-4),
+    "I_bigdata_spatial": dict(bigdata=True),
 }
 
 
@@ -94,7 +97,7 @@ def run_config(name: str, spec: dict, train: list, val: list, seconds: float, ou
     model = build_speednet(preset="cpu", **spec).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     loader = torch.utils.data.DataLoader(RandomBatches(clips, 16, partial(make_batch, config=model.config, augment=aug)),
-                                         batch_size=None, num_workers=3, prefetch_factor=4)
+                                         batch_size=None, num_workers=WORKERS, prefetch_factor=4)
     it = iter(loader)
     started = time.perf_counter()
     step, window = 0, []
@@ -158,16 +161,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seconds", type=float, default=300)
     parser.add_argument("--scenes", type=int, default=1000)
+    parser.add_argument("--configs", default=",".join(CONFIGS))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     bench = mp.get_context("spawn").Process(target=fullsize, args=(args.out,))
-    if torch.cuda.is_available():
+    measure_fullsize = torch.cuda.is_available() and not os.environ.get("SKIP_FULLSIZE")
+    if measure_fullsize:
         bench.start()
     with mp.get_context("fork").Pool(14) as pool:
         rendered = sorted(pool.map(render, range(args.scenes), chunksize=4))
     print(f"rendered {len(rendered)} scenes in {time.perf_counter() - t0:.1f}s", flush=True)
-    if torch.cuda.is_available():
+    if measure_fullsize:
         bench.join()
     base = min(args.scenes, 200)
     val_start = int(0.8 * base)  # like the sample library's 200 scenes split 80/20 by video
@@ -175,7 +180,7 @@ def main() -> None:
     val = [c for i, _, f in rendered if val_start <= i < base for c in clips_of(f)]
     print(f"train clips {len(train)} (base {sum(1 for i, _ in train if i < val_start)}), val clips {len(val)}", flush=True)
     procs = [mp.get_context("fork").Process(target=run_config, args=(n, s, train, val, args.seconds, args.out, val_start))
-             for n, s in CONFIGS.items()]
+             for n, s in CONFIGS.items() if n in args.configs.split(",")]
     for p in procs:
         p.start()
     for p in procs:

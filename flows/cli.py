@@ -234,6 +234,56 @@ def search(
 
 
 @app.command()
+def speedup(
+    video: Path = typer.Argument(..., help="A video file; it need not be in the library."),
+    rate: float = typer.Option(3.0, help="R_o: overall speedup, source duration / output duration (>= 1)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (default: <name>-x<rate>.mp4 beside VIDEO)."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint file (default: the latest registered model)."),
+    alpha: float = typer.Option(1.0, help="Smoothness weight α in s² (√α: seconds over which the speed may change)."),
+    beta: float = typer.Option(1.0, help="Weight β of the overall-rate term against following the speediness."),
+    s_max: float = typer.Option(10.0, help="Fastest speed the curve may reach."),
+    fps: Optional[float] = typer.Option(None, help="Output frame rate (default: the source's)."),
+    levels: int = typer.Option(10, help="k for scoring on the fly: speeds 1.25^0 … 1.25^k."),
+    side_by_side: bool = typer.Option(False, help="Also write <output>-side-by-side.mp4: adaptive | uniform, same duration."),
+    audio: bool = typer.Option(False, help="Keep the audio, time-stretched to follow the speed (default: dropped)."),
+    blend: bool = typer.Option(False, help="Blend the two source frames around each output time."),
+    plot: Optional[Path] = typer.Option(None, help="Also write a PNG of V(t), S*(t) and the uniform rate here."),
+) -> None:
+    """Adaptive speedup of one file: stored scores when the catalog has them, else scored on the fly."""
+    from speednet.errors import MediaError
+    from speednet.media import content_hash
+    from speednet.render import RenderConfig
+    from speednet.scoring import ScoreConfig
+    from speednet.speedup import SpeedupConfig
+    from tasks.render import RenderSettings, StoredScores, speedup_video, stored_scores
+    from tasks.score import load_model, resolve_model, score_file
+
+    try:
+        settings = RenderSettings(SpeedupConfig(rate=rate, alpha=alpha, beta=beta, s_max=s_max),
+                                  RenderConfig(fps=fps, blend=blend), side_by_side=side_by_side, audio=audio)
+        if checkpoint and not checkpoint.is_file():
+            raise FileNotFoundError(f"no checkpoint file at {checkpoint}")
+        ref = resolve_model(str(paths.catalog_path()), str(checkpoint) if checkpoint else None)
+        scores = stored_scores(paths.catalog_path(), content_hash(video), ref.model_id)
+        if scores is None:
+            console.print(f"no stored scores for {video.name} by model {ref.model_id[:12]}: scoring it now ...")
+            scored = score_file(str(video), load_model(ref.checkpoint_path), ScoreConfig(levels=levels))
+            scores = StoredScores(scored.scores.speeds, scored.scores.p_natural, scored.fps)
+        output = output or video.with_name(f"{video.stem}-x{rate:g}.mp4")
+        result = speedup_video(str(video), scores, settings, output, plot_path=plot)
+    except (MediaError, FileNotFoundError, ValueError, RuntimeError) as e:
+        console.print(f"[red]cannot speed up:[/red] {escape(str(e))}", soft_wrap=True, highlight=False)
+        raise typer.Exit(1)
+    curve = result.curve
+    print(result.output_path)
+    console.print(f"{curve.source_duration_s:.2f} s → {curve.output_duration_s:.2f} s: {curve.achieved_rate:.3f}x overall "
+                  f"(speeds {curve.speed.min():.2f}–{curve.speed.max():.2f}x, ρ = {curve.rho:g}, model {ref.model_id[:12]})")
+    for extra in (result.side_by_side_path, result.plot_path):
+        if extra:
+            console.print(extra)
+
+
+@app.command()
 def probe(video: Path) -> None:
     """Print what speednet sees in one file (container facts and its video_id), as JSON."""
     from dataclasses import asdict

@@ -65,3 +65,23 @@ def test_score_without_a_model_says_how_to_get_one(tmp_path, monkeypatch, media)
     monkeypatch.setenv("SPEEDNET_HOME", str(tmp_path / "empty-home"))
     run = speednet("score", str(media["landscape"]), check=False)
     assert run.returncode == 1 and "train" in run.stderr
+
+
+def test_speedup_renders_one_file_scoring_it_on_the_fly_without_a_database(pan_model, tmp_path):
+    from _pan import write_pan_video
+    from speednet.media import VideoDecoder, probe_container
+    from speednet.model import save_checkpoint
+
+    checkpoint = save_checkpoint(tmp_path / "pan.pt", pan_model)
+    video = write_pan_video(tmp_path / "slowed.mp4", speeds=[1.0, 0.5], frames_each=50)
+    out = tmp_path / "out" / "fast.mp4"
+    run = speednet("speedup", str(video), "--rate", "2", "-o", str(out), "--checkpoint", str(checkpoint),
+                   "--levels", "4", "--plot", str(tmp_path / "curve.png"))
+    assert run.stdout.splitlines()[0] == str(out)
+    assert "scoring it now" in run.stderr and "4.00 s → 2.00 s: 2.000x" in run.stderr
+    assert VideoDecoder(out, probe_container(out)).frame_count == 50
+    assert (tmp_path / "curve.png").stat().st_size > 10_000
+    assert not list(tmp_path.glob("*.duckdb"))
+
+    bad = speednet("speedup", str(video), "--rate", "0.5", "--checkpoint", str(checkpoint), check=False)
+    assert bad.returncode == 1 and "rate (R_o) must be >= 1" in bad.stderr
