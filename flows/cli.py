@@ -255,7 +255,8 @@ def speedup(
     from speednet.render import RenderConfig
     from speednet.scoring import ScoreConfig
     from speednet.speedup import SpeedupConfig
-    from tasks.render import RenderSettings, StoredScores, speedup_video, stored_scores
+    from storage.scores import StoredScores, stored_scores
+    from tasks.render import RenderSettings, speedup_video
     from tasks.score import load_model, resolve_model, score_file
 
     try:
@@ -371,13 +372,16 @@ DEMO_STEPS = (
     ("train-speednet/default", {"steps": 300}),
     ("score-library/default", {"mode": "dense", "plots": True}),
     ("embed-library/default", {}),
+    # The real clips and the half-2x / slow-motion variants: where adaptive speedup has something to show.
+    ("render-speedups/default", {"rate": 2.0, "side_by_side": True, "plots": True,
+                                 "where": "path LIKE '%/real/%' OR path LIKE '%variant-%'"}),
 )
 
 
 @app.command()
 def demo(synthetic: int = typer.Option(200, help="Synthetic scenes in the sample library."),
          train_steps: int = typer.Option(300, help="Training steps of the demo's CPU model.")) -> None:
-    """The main job on the embedded defaults: sample library → ingest → train → score, through the deployments."""
+    """The main job on the embedded defaults: samples → ingest → train → score → embed → render, via the deployments."""
     from flows.stack import Stack
 
     home = paths.data_home()
@@ -410,6 +414,8 @@ def demo(synthetic: int = typer.Option(200, help="Synthetic scenes in the sample
     console.print(f"  Parquet shards   {paths.shards_dir(home)}")
     console.print(f"  training curves  {home / 'runs'}/run-*/curves.png")
     console.print(f"  V(t) plots       {home / 'plots' / 'speediness'}")
+    console.print(f"  renders          {home / 'renders'}   (adaptive | uniform side by side, with a plot each)")
+    console.print(f"  vector index     {home / 'index'}   (speednet search --video ID --at SECONDS)")
     console.print("  try              speednet sql \"SELECT * FROM slow_motion_segments WHERE duration_s > 2\"")
     console.print(f"                   speednet score {paths.samples_dir(home) / 'real' / 'bikes.mp4'}")
 

@@ -77,11 +77,19 @@ def upsert(con: duckdb.DuckDBPyConnection, table: str, key: str, rows: list[dict
     """Replace rows of ``table`` by ``key`` with ``rows`` (missing columns become NULL)."""
     if not rows:
         return
+    insert_rows(con, table, rows, replace_by=key)
+
+
+def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict], replace_by: str | None = None) -> None:
+    """Insert ``rows`` through one staged Arrow table (missing columns NULL), first deleting by ``replace_by`` if given."""
+    if not rows:
+        return
     columns = [name for name, *_ in con.execute(f"DESCRIBE {table}").fetchall()]
     staged = pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows])
     con.register("staged_rows", staged)
     try:
-        con.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM staged_rows)")
+        if replace_by:
+            con.execute(f"DELETE FROM {table} WHERE {replace_by} IN (SELECT {replace_by} FROM staged_rows)")
         con.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM staged_rows")
     finally:
         con.unregister("staged_rows")

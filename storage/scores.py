@@ -7,6 +7,7 @@ score runs at once queue at the database instead of corrupting it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,8 +54,8 @@ def write_scored(catalog_path: str | Path, summary_row: dict, frame_rows: pa.Tab
                         "FROM staged_frame_scores")
         finally:
             con.unregister("staged_frame_scores")
-        _insert_rows(con, "segments", [{"video_id": video_id, "model_id": model_id, **s} for s in segment_rows])
-        _insert_rows(con, "video_speediness", [{**summary_row, "status": "scored", "scored_at": catalog.utc_now()}])
+        catalog.insert_rows(con, "segments", [{"video_id": video_id, "model_id": model_id, **s} for s in segment_rows])
+        catalog.insert_rows(con, "video_speediness", [{**summary_row, "status": "scored", "scored_at": catalog.utc_now()}])
 
 
 def write_failed(catalog_path: str | Path, video_id: str, model_id: str, path: str, error_kind: str, error: str,
@@ -62,21 +63,11 @@ def write_failed(catalog_path: str | Path, video_id: str, model_id: str, path: s
     """Record that a video could not be scored (and drop any rows of an earlier attempt)."""
     with catalog.writer(catalog_path) as con:
         _delete_video(con, video_id, model_id)
-        _insert_rows(con, "video_speediness", [{
+        catalog.insert_rows(con, "video_speediness", [{
             "video_id": video_id, "model_id": model_id, "path": path, "status": "failed", "error_kind": error_kind,
             "error": error, "score_params": score_params, "scored_at": catalog.utc_now()}])
 
 
-def _insert_rows(con, table: str, rows: list[dict]) -> None:
-    if not rows:
-        return
-    columns = [name for name, *_ in con.execute(f"DESCRIBE {table}").fetchall()]
-    staged = pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows])
-    con.register("staged_rows", staged)
-    try:
-        con.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM staged_rows")
-    finally:
-        con.unregister("staged_rows")
 
 
 def scored_pairs(catalog_path: str | Path, model_id: str) -> dict[str, str]:
@@ -89,3 +80,34 @@ def scored_pairs(catalog_path: str | Path, model_id: str) -> dict[str, str]:
     finally:
         con.close()
     return dict(rows)
+
+
+@dataclass(frozen=True)
+class StoredScores:
+    """A video's P_i(t) as the score tables hold it."""
+
+    speeds: np.ndarray  # (L,)
+    p_natural: np.ndarray  # (L, N)
+    fps: float
+
+
+
+def stored_scores(catalog_path: str | Path, video_id: str, model_id: str) -> StoredScores | None:
+    """P_i(t) of a scored (video, model) from `frame_scores`, or None when it has no scores."""
+    if not Path(catalog_path).exists():
+        return None
+    con = catalog.connect(catalog_path, read_only=True)
+    try:
+        summary = con.execute("SELECT fps FROM video_speediness WHERE video_id = ? AND model_id = ? AND status = 'scored'",
+                              [video_id, model_id]).fetchone()
+        if summary is None:
+            return None
+        rows = con.execute("SELECT speed, p_natural FROM frame_scores WHERE video_id = ? AND model_id = ? "
+                           "ORDER BY speed, frame", [video_id, model_id]).fetchnumpy()
+    finally:
+        con.close()
+    speeds, counts = np.unique(rows["speed"], return_counts=True)
+    if not len(speeds) or np.any(counts != counts[0]):
+        raise ValueError(f"frame_scores of video {video_id} by model {model_id[:12]} are incomplete "
+                         f"({counts.tolist()} frames per speed); re-score it with score-library (retry_failed)")
+    return StoredScores(speeds.astype(np.float64), rows["p_natural"].reshape(len(speeds), -1), float(summary[0]))

@@ -19,10 +19,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from speednet.embedding import embed_frames
-from speednet.errors import MediaError, TooShort, VideoNotFound
-from speednet.media import content_hash
+from speednet.errors import TooShort
 from storage import catalog, vector_index
-from tasks.score import ModelRef, load_model, open_video
+from tasks.score import ModelRef, check_unchanged, load_model, open_video
 
 
 @dataclass(frozen=True)
@@ -69,10 +68,7 @@ def embed_video(video: VideoToEmbed, model_ref: ModelRef, index_dir: str, params
                 decode_timeout_s: float = 300.0) -> dict:
     """Embed one video's windows into its part file; failures come back as a row, not an exception."""
     try:
-        if not Path(video.path).is_file():
-            raise VideoNotFound(video.path, "the file is gone since ingest; re-run ingest-library to update the catalog")
-        if content_hash(video.path) != video.video_id:
-            raise MediaError(video.path, "the file changed since it was ingested; re-run ingest-library first")
+        check_unchanged(video.path, video.video_id)
         model = load_model(model_ref.checkpoint_path)
         n_frames, fps, read = open_video(video.path, model.config.input_size, decode_timeout_s)
         if n_frames < model.config.clip_frames:

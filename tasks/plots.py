@@ -30,6 +30,13 @@ def plot_speediness(video, rho: float, path: str | Path) -> str:
     bottom.set(xlabel="time (s)", ylabel="P(natural)", ylim=(0, 1))
     bottom.legend(loc="upper right", fontsize=7, ncol=min(6, len(scores.speeds)))
     fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> str:
+    """Write a matplotlib figure as PNG atomically (a reader never sees half a file) and close it."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.partial.png")

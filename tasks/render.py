@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -30,6 +29,8 @@ from speednet.render import (RenderConfig, decode_frames_to_file, frame_transfer
                              plan_frames, render, uniform_plan)
 from speednet.speedup import SpeedupConfig, SpeedupCurve, optimal_speedup
 from storage import catalog
+from storage.scores import StoredScores, stored_scores
+from tasks.plots import save_figure
 
 # What a `where` filter of render-speedups can name: every video_speediness column and these of `videos`.
 _SCORED_VIDEOS = """
@@ -58,15 +59,6 @@ class RenderSettings:
 
 
 @dataclass(frozen=True)
-class StoredScores:
-    """A video's P_i(t) as the score tables hold it."""
-
-    speeds: np.ndarray  # (L,)
-    p_natural: np.ndarray  # (L, N)
-    fps: float
-
-
-@dataclass(frozen=True)
 class VideoToRender:
     video_id: str
     path: str
@@ -83,27 +75,6 @@ class Rendered:
     side_by_side_path: str | None = None
     plot_path: str | None = None
     audio: bool = False  # whether the output carries (stretched) audio
-
-
-def stored_scores(catalog_path: str | Path, video_id: str, model_id: str) -> StoredScores | None:
-    """P_i(t) of a scored (video, model) from `frame_scores`, or None when it has no scores."""
-    if not Path(catalog_path).exists():
-        return None
-    con = catalog.connect(catalog_path, read_only=True)
-    try:
-        summary = con.execute("SELECT fps FROM video_speediness WHERE video_id = ? AND model_id = ? AND status = 'scored'",
-                              [video_id, model_id]).fetchone()
-        if summary is None:
-            return None
-        rows = con.execute("SELECT speed, p_natural FROM frame_scores WHERE video_id = ? AND model_id = ? "
-                           "ORDER BY speed, frame", [video_id, model_id]).fetchnumpy()
-    finally:
-        con.close()
-    speeds, counts = np.unique(rows["speed"], return_counts=True)
-    if not len(speeds) or np.any(counts != counts[0]):
-        raise ValueError(f"frame_scores of video {video_id} by model {model_id[:12]} are incomplete "
-                         f"({counts.tolist()} frames per speed); re-score it with score-library (retry_failed)")
-    return StoredScores(speeds.astype(np.float64), rows["p_natural"].reshape(len(speeds), -1), float(summary[0]))
 
 
 def output_name(video_id: str, model_id: str, settings: RenderSettings) -> str:
@@ -170,13 +141,7 @@ def plot_speedup(curve: SpeedupCurve, path: str | Path, title: str = "") -> str:
            title=f"{title}: {curve.source_duration_s:.1f} s → {curve.output_duration_s:.1f} s".lstrip(": "))
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return str(path)
+    return save_figure(fig, path)
 
 
 @task(name="select-unrendered", cache_policy=NO_CACHE)

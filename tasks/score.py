@@ -129,6 +129,14 @@ def per_second_table(video: VideoScores, rho: float) -> list[dict]:
     return rows
 
 
+def check_unchanged(path: str, video_id: str) -> None:
+    """Raise if the catalogued file is gone or its content is no longer ``video_id`` (identity by content)."""
+    if not Path(path).is_file():
+        raise VideoNotFound(path, "the file is gone since ingest; re-run ingest-library to update the catalog")
+    if content_hash(path) != video_id:
+        raise MediaError(path, "the file changed since it was ingested; re-run ingest-library first")
+
+
 @task(name="select-unscored", cache_policy=NO_CACHE)
 def select_unscored(catalog_path: str, model_id: str, retry_failed: bool = False,
                     video_ids: list[str] | None = None) -> list[VideoToScore]:
@@ -150,10 +158,7 @@ def score_video(video: VideoToScore, model_ref: ModelRef, config: scoring.ScoreC
     """Score one video and replace its rows; returns its summary row (status 'scored' or 'failed')."""
     params = catalog.canonical_json(dataclasses.asdict(config))
     try:
-        if not Path(video.path).is_file():
-            raise VideoNotFound(video.path, "the file is gone since ingest; re-run ingest-library to update the catalog")
-        if content_hash(video.path) != video.video_id:
-            raise MediaError(video.path, "the file changed since it was ingested; re-run ingest-library first")
+        check_unchanged(video.path, video.video_id)
         model = load_model(model_ref.checkpoint_path)
         long_video = video.frame_count > LONG_VIDEO_FRAMES
         with StepProgress(f"scoring {Path(video.path).name}", 0) if long_video else contextlib.nullcontext() as progress:

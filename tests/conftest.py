@@ -121,3 +121,14 @@ def pan_model():
     from _pan import train_pan_model
 
     return train_pan_model(steps=60)
+
+
+@pytest.fixture
+def home_copy(scored_home, tmp_path, monkeypatch) -> tuple[Path, Path, str]:
+    """A private copy of the module's ``scored_home`` (data home, library, model_id) set as SPEEDNET_HOME."""
+    from _catalog import copy_home
+
+    home, library, model_id = scored_home
+    copy = copy_home(home, tmp_path / "home")
+    monkeypatch.setenv("SPEEDNET_HOME", str(copy))
+    return copy, library, model_id

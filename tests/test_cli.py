@@ -18,7 +18,7 @@ def speednet(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def test_help_lists_the_commands():
     out = speednet("--help").stdout
-    for command in ("samples", "ingest", "train", "score-library", "score", "probe", "sql", "stack", "deploy", "demo"):
+    for command in ("samples", "ingest", "train", "score-library", "score", "embed-library", "search", "speedup", "probe", "sql", "stack", "deploy", "demo"):
         assert command in out
 
 

@@ -12,31 +12,16 @@ import numpy as np
 import pytest
 
 from _pan import write_pan_video
+from _catalog import register, rows
 from conftest import make_video
 from flows.embed import embed_library
 from flows.ingest import ingest_library
-from speednet.media import content_hash
-from speednet.model import save_checkpoint
-from storage import catalog, vector_index
+from storage import vector_index
 from tasks.search import search
 
 
-def rows(home: Path, query: str, params: list | None = None) -> list[tuple]:
-    con = duckdb.connect(str(home / "catalog.duckdb"), read_only=True)
-    try:
-        return con.execute(query, params or []).fetchall()
-    finally:
-        con.close()
 
 
-def register(home: Path, model, name: str) -> str:
-    path = save_checkpoint(home / "models" / f"{name}.pt", model)
-    model_id = content_hash(path)
-    with catalog.writer(home / "catalog.duckdb") as con:
-        catalog.upsert(con, "models", "model_id", [{
-            "model_id": model_id, "checkpoint_path": str(path), "preset": "cpu", "config": "{}",
-            "data_snapshot": "test", "metrics": "{}", "created_at": catalog.utc_now()}])
-    return model_id
 
 
 @pytest.fixture(scope="module")

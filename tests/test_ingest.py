@@ -7,11 +7,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import duckdb
 import numpy as np
 
+from _catalog import rows as catalog_rows
 from conftest import EXPECTED_KIND, make_video
 from flows.ingest import ingest_library
 from speednet.media import VideoDecoder, probe_container
@@ -20,12 +19,6 @@ from storage.shards import iter_clips
 SMALL = dict(short_side_px=64, clip_frames=16)
 
 
-def catalog_rows(home: Path, query: str, params: list | None = None) -> list[tuple]:
-    con = duckdb.connect(str(home / "catalog.duckdb"), read_only=True)
-    try:
-        return con.execute(query, params or []).fetchall()
-    finally:
-        con.close()
 
 
 def test_good_files_are_ingested_and_each_bad_file_is_recorded_with_its_reason(library, home):

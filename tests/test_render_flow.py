@@ -5,40 +5,22 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
 
+from _catalog import register, rows
 from _pan import write_pan_video
 from flows.ingest import ingest_library
 from flows.render import render_speedups
 from flows.score import score_library
-from speednet.media import VideoDecoder, content_hash, probe_container
-from speednet.model import save_checkpoint
-from storage import catalog
+from speednet.media import VideoDecoder, probe_container
 
 LEVELS = 4  # speeds 1 … 2.44x: reaches slow motion (≥ 2x), quick on CPU
 HALF = 75  # frames per half of the slowed video
 
 
-def rows(home: Path, query: str, params: list | None = None) -> list[tuple]:
-    con = duckdb.connect(str(home / "catalog.duckdb"), read_only=True)
-    try:
-        return con.execute(query, params or []).fetchall()
-    finally:
-        con.close()
 
 
-def register(home: Path, model) -> str:
-    """Save a checkpoint and add its `models` row, as train-speednet's register step does."""
-    path = home / "models" / "pan.pt"
-    save_checkpoint(path, model)
-    model_id = content_hash(path)
-    with catalog.writer(home / "catalog.duckdb") as con:
-        catalog.upsert(con, "models", "model_id", [{
-            "model_id": model_id, "checkpoint_path": str(path), "preset": "cpu", "config": "{}",
-            "data_snapshot": "test", "metrics": "{}", "created_at": catalog.utc_now()}])
-    return model_id
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +36,6 @@ def scored_home(tmp_path_factory, pan_model) -> tuple[Path, Path, str]:
     return home, library, model_id
 
 
-@pytest.fixture
-def home_copy(scored_home, tmp_path, monkeypatch) -> tuple[Path, Path, str]:
-    home, library, model_id = scored_home
-    copy = tmp_path / "home"
-    shutil.copytree(home, copy)
-    with catalog.writer(copy / "catalog.duckdb") as con:  # the copied registry points into the copy
-        con.execute("UPDATE models SET checkpoint_path = replace(checkpoint_path, ?, ?)", [str(home), str(copy)])
-    monkeypatch.setenv("SPEEDNET_HOME", str(copy))
-    return copy, library, model_id
 
 
 def decode_all(path: str | Path) -> np.ndarray:

@@ -11,38 +11,20 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from _pan import train_pan_model, write_pan_video
+from _catalog import register, rows
 from conftest import make_video
 from flows.ingest import ingest_library
 from flows.score import score_library
-from speednet.media import content_hash
-from speednet.model import save_checkpoint
 from storage import catalog, scores
 
 LEVELS = 4  # speeds 1 … 2.44x: reaches slow motion (≥ 2x), quick on CPU
 
 
-def rows(home: Path, query: str, params: list | None = None) -> list[tuple]:
-    con = duckdb.connect(str(home / "catalog.duckdb"), read_only=True)
-    try:
-        return con.execute(query, params or []).fetchall()
-    finally:
-        con.close()
 
 
-def register(home: Path, model, name: str = "pan") -> str:
-    """Save a checkpoint and add its `models` row, as train-speednet's register step does."""
-    path = home / "models" / f"{name}.pt"
-    save_checkpoint(path, model)
-    model_id = content_hash(path)
-    with catalog.writer(home / "catalog.duckdb") as con:
-        catalog.upsert(con, "models", "model_id", [{
-            "model_id": model_id, "checkpoint_path": str(path), "preset": "cpu", "config": "{}",
-            "data_snapshot": "test", "metrics": "{}", "created_at": catalog.utc_now()}])
-    return model_id
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +42,6 @@ def scored_home(tmp_path_factory, pan_model) -> tuple[Path, Path, str]:
     return home, library, model_id
 
 
-@pytest.fixture
-def home_copy(scored_home, tmp_path, monkeypatch) -> tuple[Path, Path, str]:
-    home, library, model_id = scored_home
-    copy = tmp_path / "home"
-    shutil.copytree(home, copy)
-    with catalog.writer(copy / "catalog.duckdb") as con:  # the copied registry points into the copy
-        con.execute("UPDATE models SET checkpoint_path = replace(checkpoint_path, ?, ?)", [str(home), str(copy)])
-    monkeypatch.setenv("SPEEDNET_HOME", str(copy))
-    return copy, library, model_id
 
 
 def test_every_video_gets_frame_rows_a_summary_and_segments_and_the_views_answer(home_copy):
@@ -147,14 +120,14 @@ def test_a_failed_write_leaves_none_of_the_videos_rows(home_copy, monkeypatch):
     score_library(levels=LEVELS)
     video_id, before = rows(home, "SELECT video_id, count(*) FROM frame_scores GROUP BY 1 LIMIT 1")[0]
     frame_rows = scores.frame_score_table(video_id, model_id, [1.0], [[0.5] * 7], 25.0)
-    real_insert = scores._insert_rows
+    real_insert = catalog.insert_rows
 
-    def failing_insert(con, table, new_rows):
+    def failing_insert(con, table, new_rows, replace_by=None):
         if table == "video_speediness":
             raise OSError("disk full (simulated) after the frame rows were written")
-        real_insert(con, table, new_rows)
+        real_insert(con, table, new_rows, replace_by)
 
-    monkeypatch.setattr(scores, "_insert_rows", failing_insert)
+    monkeypatch.setattr(catalog, "insert_rows", failing_insert)
     with pytest.raises(OSError):
         scores.write_scored(home / "catalog.duckdb", {"video_id": video_id, "model_id": model_id}, frame_rows, [])
     assert rows(home, "SELECT count(*) FROM frame_scores WHERE video_id = ?", [video_id])[0][0] == before
