@@ -20,6 +20,7 @@ from speednet.errors import DecoderCrashed, DecodeTimeout
 
 _JOBS_PER_WORKER = 256  # recycling costs ~1 s of imports; decord leaks slowly, so not never
 _pool = None
+_lanes: dict[str, Any] = {}  # name -> a one-worker pool: jobs that must meet the same open decoder
 _pool_lock = threading.Lock()
 
 
@@ -28,33 +29,42 @@ def default_workers() -> int:
     return int(os.environ.get("SPEEDNET_DECODE_WORKERS", 0)) or os.cpu_count() or 1
 
 
-def _get_pool():
+def _new_pool(workers: int):
+    if multiprocessing.current_process().daemon:
+        raise RuntimeError(
+            "isolated decoding needs to start worker processes, but this is a daemonic process "
+            "(a Dask worker?). Start Dask workers with `distributed.worker.daemon: false` "
+            "(e.g. DASK_DISTRIBUTED__WORKER__DAEMON=False)."
+        )
+    from pebble import ProcessPool
+
+    return ProcessPool(max_workers=workers, max_tasks=_JOBS_PER_WORKER, context=multiprocessing.get_context("spawn"))
+
+
+def _get_pool(lane: str | None = None):
     global _pool
     with _pool_lock:
+        if lane is not None:
+            if lane not in _lanes or not _lanes[lane].active:
+                _lanes[lane] = _new_pool(1)
+            return _lanes[lane]
         if _pool is None or not _pool.active:
-            if multiprocessing.current_process().daemon:
-                raise RuntimeError(
-                    "isolated decoding needs to start worker processes, but this is a daemonic process "
-                    "(a Dask worker?). Start Dask workers with `distributed.worker.daemon: false` "
-                    "(e.g. DASK_DISTRIBUTED__WORKER__DAEMON=False)."
-                )
-            from pebble import ProcessPool
-
-            _pool = ProcessPool(
-                max_workers=default_workers(), max_tasks=_JOBS_PER_WORKER, context=multiprocessing.get_context("spawn")
-            )
+            _pool = _new_pool(default_workers())
         return _pool
 
 
-def run_isolated(fn: Callable[..., Any], *args: Any, path: str, timeout_s: float, **kwargs: Any) -> Any:
+def run_isolated(fn: Callable[..., Any], *args: Any, path: str, timeout_s: float, lane: str | None = None,
+                 **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)`` in a worker process; its exceptions are re-raised here.
 
     ``fn`` must be importable by name (a module-level function). ``path`` names the file
-    the job reads, for the error raised on a timeout or crash.
+    the job reads, for the error raised on a timeout or crash. Jobs naming the same
+    ``lane`` share one worker of their own, so chunks of one video read sequentially meet
+    the decoder the previous chunk left open (two workers would each re-open and seek).
     """
     from pebble import ProcessExpired
 
-    future = _get_pool().schedule(fn, args=args, kwargs=kwargs, timeout=timeout_s)
+    future = _get_pool(lane).schedule(fn, args=args, kwargs=kwargs, timeout=timeout_s)
     try:
         return future.result()
     except FutureTimeout:
@@ -74,10 +84,12 @@ def shutdown() -> None:
     """Stop the worker processes (they are also stopped at interpreter exit)."""
     global _pool
     with _pool_lock:
-        if _pool is not None:
-            _pool.stop()
-            _pool.join()
-            _pool = None
+        for pool in [_pool, *_lanes.values()]:
+            if pool is not None:
+                pool.stop()
+                pool.join()
+        _pool = None
+        _lanes.clear()
 
 
 atexit.register(shutdown)

@@ -15,17 +15,24 @@ Modes:
 - ``sliding``: each window runs through the network on its own (exact, the reference);
 - ``dense``: the fully convolutional backbone runs once over long stretches of each
   version and windows are pooled in feature space (max over space, mean over the
-  window's time cells); strides are rounded to the backbone's temporal stride;
-- ``budget`` (with either): SCSampler-style savings at speeds above 1x: a window is run
+  window's time cells); the stride is rounded to a multiple of the backbone's temporal
+  stride (4 frames for the CPU preset);
+- ``budget`` (sliding only): SCSampler-style savings at speeds above 1x: a window is run
   only where the next lower speed still looked natural around its centre, and windows
-  with almost no motion copy the lower speed's answer (a static shot looks natural at
-  any speed).
+  with almost no motion are not run either (a static shot looks natural at any speed).
+  A window not run inherits the lower speed's P(natural), so V(t) is what full scoring
+  would give wherever "unnatural at speed s ⇒ unnatural above s" holds.
+
+Windows run in groups, one per ``chunk_frames`` of source (by the last frame they need),
+lowest speed first within a group, so budget mode sees the lower speed's answers while
+batches stay full.
 
 No I/O and no Prefect: the decode callback and the model are passed in.
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -64,6 +71,8 @@ class ScoreConfig:
             raise ValueError(f"rho must be in (0, 1), got {self.rho}")
         if self.mode not in ("sliding", "dense"):
             raise ValueError(f"mode must be 'sliding' or 'dense', got {self.mode!r}")
+        if self.budget and self.mode == "dense":
+            raise ValueError("budget mode skips single windows, so it works with mode='sliding' only")
 
     @property
     def speeds(self) -> np.ndarray:
@@ -93,7 +102,7 @@ class Job:
 
 
 def plan_jobs(n_frames: int, clip_frames: int, config: ScoreConfig, temporal_stride: int = 1) -> list[Job]:
-    """Every window (sliding) or stretch (dense) to run, sorted by the last source frame it needs."""
+    """Every window (sliding) or stretch (dense) to run: grouped by the chunk of their last source frame, lowest speed first."""
     jobs = []
     T = clip_frames
     for level, speed in enumerate(config.speeds):
@@ -111,7 +120,7 @@ def plan_jobs(n_frames: int, clip_frames: int, config: ScoreConfig, temporal_str
         for start, length in zip(starts.tolist(), lengths.tolist()):
             idx = version_indices(start, length, speed)
             jobs.append(Job(level, start, length, int(idx[0]), int(idx[-1])))
-    jobs.sort(key=lambda j: (j.last, j.level, j.start))
+    jobs.sort(key=lambda j: (j.last // config.chunk_frames, j.level, j.last, j.start))
     return jobs
 
 
@@ -198,7 +207,7 @@ class _Judge:
         return torch.sigmoid(-logits).cpu().numpy()
 
     def stretch(self, frames: np.ndarray) -> np.ndarray:
-        """P(natural) of every window (stride = temporal stride) inside one long stretch, pooled in feature space."""
+        """P(natural) of every window (one per time cell) inside one long stretch, pooled in feature space."""
         cells = self._logit_maps([frames])[0].amax(dim=(1, 2))  # (T',) max over space per time cell
         per_window = self.T // self.ts
         n_windows = (len(frames) - self.T) // self.ts + 1
@@ -229,49 +238,57 @@ def score_frames(model: SpeedNet, read: Callable[[int, int], np.ndarray], n_fram
     if n_frames < T:
         raise ValueError(f"a video of {n_frames} frames is shorter than one {T}-frame window")
     judge = _Judge(model, config)
+    dense_stride = max(judge.ts, round(config.stride / judge.ts) * judge.ts)
     jobs = plan_jobs(n_frames, T, config, judge.ts)
     first_needed = np.minimum.accumulate([j.first for j in jobs][::-1])[::-1]  # min first over jobs[i:]
     buffer = FrameBuffer(read, n_frames, config.chunk_frames)
     speeds = config.speeds
-    results: list[list[tuple[float, float]]] = [[] for _ in speeds]
+    results: list[list[tuple[float, float]]] = [[] for _ in speeds]  # per level: (centre, P), sorted by centre
     queue: list[tuple[Job, np.ndarray]] = []
     run = skipped = peak = 0
+
+    def record(level: int, centre: float, p: float) -> None:
+        bisect.insort(results[level], (centre, p))
 
     def flush() -> None:
         nonlocal run
         if queue:
             for (job, _), p in zip(queue, judge.windows([clip for _, clip in queue])):
-                results[job.level].append((window_centre(job.start, T, speeds[job.level]), float(p)))
+                record(job.level, window_centre(job.start, T, speeds[job.level]), float(p))
             run += len(queue)
             queue.clear()
 
     def lower_p(level: int, centre: float) -> float | None:
-        """P(natural) of the nearest already-judged window one speed lower (flushing if it is queued)."""
-        if any(job.level == level - 1 for job, _ in queue):
-            flush()
-        done = results[level - 1]
-        if not done:
+        """P(natural) of the judged window one speed lower whose centre is nearest ``centre``."""
+        below = results[level - 1]
+        if not below:
             return None
-        centres = np.fromiter((c for c, _ in done[-64:]), float)
-        return done[-64:][int(np.argmin(np.abs(centres - centre)))][1]
+        k = bisect.bisect_left(below, centre, key=lambda r: r[0])
+        nearest = min((i for i in (k - 1, k) if 0 <= i < len(below)), key=lambda i: abs(below[i][0] - centre))
+        return below[nearest][1]
 
     total = len(jobs)
+    group = level = None
     for i, job in enumerate(jobs):
+        if config.budget and (job.last // config.chunk_frames != group or job.level != level):
+            flush()  # the lower speed's answers exist before the next speed asks for them
+            group, level = job.last // config.chunk_frames, job.level
         buffer.trim(int(first_needed[i]))
         buffer.ensure(job.last)
         peak = max(peak, buffer.hi - buffer.lo)
         frames = buffer.take(version_indices(job.start, job.length, speeds[job.level]))
         if config.mode == "dense":
-            flush()
             p = judge.stretch(frames)
             starts = job.start + judge.ts * np.arange(len(p))
-            results[job.level] += [(window_centre(s, T, speeds[job.level]), float(q)) for s, q in zip(starts, p)]
-            run += len(p)
+            for start, q in zip(starts, p):
+                if start % dense_stride == 0:
+                    record(job.level, window_centre(int(start), T, speeds[job.level]), float(q))
+                    run += 1
         elif config.budget and job.level > 0:
             centre = window_centre(job.start, T, speeds[job.level])
             below = lower_p(job.level, centre)
             if below is not None and (below <= config.rho or _motion(frames) < STATIC_MOTION):
-                results[job.level].append((centre, below if below > config.rho else 0.0))
+                record(job.level, centre, below)  # inherited, not judged
                 skipped += 1
             else:
                 queue.append((job, frames))
@@ -289,10 +306,9 @@ def score_frames(model: SpeedNet, read: Callable[[int, int], np.ndarray], n_fram
     frame_axis = np.arange(n_frames, dtype=np.float64)
     curves, window_p = [], []
     for level in kept:
-        pairs = sorted(results[level])
-        centres, p = np.array([c for c, _ in pairs]), np.array([q for _, q in pairs])
-        curves.append(np.interp(frame_axis, centres, p).astype(np.float32))
-        window_p.append((centres, p))
+        at, p = (np.array(column) for column in zip(*results[level]))
+        curves.append(np.interp(frame_axis, at, p).astype(np.float32))
+        window_p.append((at, p))
     return Scores(speeds=speeds[kept], p_natural=np.stack(curves), windows_run=run, windows_skipped=skipped,
                   peak_buffer_frames=peak, window_p=window_p)
 

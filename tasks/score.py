@@ -96,10 +96,12 @@ def open_video(path: str, short_side_px: int, decode_timeout_s: float = 300.0
     if not Path(path).is_file():
         raise VideoNotFound(path, "no such file")
     info = probe_container(path)
-    n_frames, fps = run_isolated(frame_count, path, info, short_side_px, path=path, timeout_s=decode_timeout_s)
+    n_frames, fps = run_isolated(frame_count, path, info, short_side_px, path=path, timeout_s=decode_timeout_s,
+                                 lane="stream")
 
     def read(start: int, stop: int) -> np.ndarray:
-        return run_isolated(decode_range, path, info, short_side_px, start, stop, path=path, timeout_s=decode_timeout_s)
+        return run_isolated(decode_range, path, info, short_side_px, start, stop, path=path, timeout_s=decode_timeout_s,
+                            lane="stream")
 
     return n_frames, fps, read
 
