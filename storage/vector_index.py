@@ -10,9 +10,11 @@ The index is replaced atomically (temp file + rename), so a killed run leaves th
 one intact. Because the parts hold every vector, an index that disagrees with the
 catalog's `embeddings` rows (a kill between the two) is rebuilt from them.
 
-Index type by size (bench/retrieval.py): exact inner product (``IndexFlatIP`` in an
-``IndexIDMap2``) up to FLAT_LIMIT vectors, where a query still takes ~1–2 ms on 2 cores;
-above it an IVF index with about 8·√N lists, trained on the data when it crosses the limit.
+Index type by size (bench/retrieval.py, docs/BENCHMARKS.md): exact inner product
+(``IndexFlatIP`` in an ``IndexIDMap2``) up to FLAT_LIMIT vectors, where a 256-d query still
+takes under 2 ms on 2 cores (1.2 ms at 10k, 10 ms at 100k);
+above it an IVF index with 4·√N lists (the low end of FAISS's guide, so training stays in
+minutes on 2 cores), trained on a sample of the data when it crosses the limit.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 INDEX_FILE, MANIFEST_FILE, PARTS_DIR = "index.faiss", "manifest.json", "vectors"
-FLAT_LIMIT = 100_000
-IVF_NPROBE = 32
-IVF_TRAIN_PER_LIST = 40  # FAISS warns below 39 training points per centroid
+FLAT_LIMIT = 15_000
+IVF_NPROBE = 16
+IVF_TRAIN_PER_LIST = 64  # FAISS warns below 39 training points per centroid
 
 
 def index_dir(home: str | Path, model_id: str) -> Path:
@@ -72,7 +74,7 @@ def read_part(path: Path) -> tuple[pa.Table, np.ndarray]:
 
 
 def _ivf_lists(n: int) -> int:
-    return max(1, min(int(8 * math.sqrt(n)), n // IVF_TRAIN_PER_LIST))
+    return max(1, min(int(4 * math.sqrt(n)), n // IVF_TRAIN_PER_LIST))
 
 
 def build_index(vectors: np.ndarray, ids: np.ndarray, kind: str = "auto", *, hnsw_m: int = 32) -> faiss.Index:
@@ -86,7 +88,8 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, kind: str = "auto", *, hns
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
     elif kind == "ivf":
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, _ivf_lists(len(vectors)), faiss.METRIC_INNER_PRODUCT)
-        sample = np.random.default_rng(0).choice(len(vectors), min(len(vectors), index.nlist * 256), replace=False)
+        sample = np.random.default_rng(0).choice(len(vectors), min(len(vectors), index.nlist * IVF_TRAIN_PER_LIST),
+                                                 replace=False)
         index.train(vectors[np.sort(sample)])
         index.nprobe = IVF_NPROBE
     elif kind == "hnsw":
