@@ -176,3 +176,21 @@ def test_search_cli_prints_hits_and_writes_parquet_that_joins_with_the_score_tab
     bad = subprocess.run([sys.executable, "-m", "flows.cli", "search", "--video", pan, "--at", "1.0", "-k", "0"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and "k must be between 1 and" in bad.stderr
+
+
+def test_an_ivf_index_saves_loads_with_its_nprobe_and_finds_what_exact_search_finds(tmp_path):
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((40, 32))
+    vectors = (centres[rng.integers(0, 40, 6000)] + 0.5 * rng.standard_normal((6000, 32))).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(100, 6100)
+    index = vector_index.build_index(vectors, ids, "ivf")
+    assert vector_index.index_type(index) == "ivf" and index.ntotal == 6000
+    vector_index.save_index(tmp_path, index, "model-x")
+    loaded, manifest = vector_index.load_index(tmp_path, "model-x")
+    assert manifest["index_type"] == "ivf" and faiss.extract_index_ivf(loaded).nprobe == vector_index.IVF_NPROBE
+    _, exact = vector_index.build_index(vectors, ids, "flat").search(vectors[:50], 10)
+    _, approx = loaded.search(vectors[:50], 10)
+    assert np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)]) >= 0.95
+    with pytest.raises(ValueError, match="built by model"):
+        vector_index.load_index(tmp_path, "model-y")
