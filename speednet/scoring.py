@@ -16,7 +16,8 @@ Modes:
 - ``dense``: the fully convolutional backbone runs once over long stretches of each
   version and windows are pooled in feature space (max over space, mean over the
   window's time cells); the stride is rounded to a multiple of the backbone's temporal
-  stride (4 frames for the CPU preset);
+  stride (4 frames for the CPU preset) and only thins the windows kept: the pass costs
+  the same at any stride;
 - ``budget`` (sliding only): SCSampler-style savings at speeds above 1x: a window is run
   only where the next lower speed still looked natural around its centre, and windows
   with almost no motion are not run either (a static shot looks natural at any speed).
