@@ -88,7 +88,7 @@ def spatial_augment(frames: torch.Tensor | np.ndarray, size: int, rng: np.random
     Enabled: resize to a random N×N (N from ``resize_px``, default RESIZE_SCALE × size), random
     size×size crop, random horizontal flip. An N below ``size`` cannot be cropped: the clip is
     scaled back up to size×size, keeping the blur of the small N. Disabled: resize the short
-    side to ``size`` and take the centre crop (deterministic, for evaluation and the ablation).
+    side to ``size`` and take the centre crop (deterministic: the ablation's rows without spatial augmentation).
     """
     frames = torch.as_tensor(frames)
     # (T, 3, H, W) as a channels-last view: all frames in one call, and uint8 stays uint8,
