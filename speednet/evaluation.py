@@ -28,7 +28,7 @@ def full_frame(frames: np.ndarray, short_side_px: int) -> torch.Tensor:
 
     The model is fully convolutional and the scorer feeds it whole frames, so evaluation does
     too: a centre square of a 16:9 frame drops 44% of its width, and with it the only moving
-    object of one synthetic clip in six (measured on the held-out split).
+    object of one synthetic clip in eight (bench/crop_motion.py).
     """
     images = torch.as_tensor(frames).permute(0, 3, 1, 2)  # uint8 stays uint8: faster antialiased resize
     h, w = images.shape[-2:]
