@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from storage import paths  # noqa: E402
-from tasks.train import _clips, split_by_video  # noqa: E402
+from tasks.train import load_clips, split_by_video  # noqa: E402
 
 
 def centre_share(clip: np.ndarray, frames: int = 32) -> float:
@@ -39,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     home = args.data_home or paths.data_home()
     split = split_by_video.fn(str(paths.catalog_path(home)), 0.15, 0)
-    clips = _clips([e for e in split.held_out if e.domain == "synthetic"])
+    clips = load_clips([e for e in split.held_out if e.domain == "synthetic"])
     shares = np.array([centre_share(c) for c in clips])
     print(f"{len(clips)} held-out synthetic clips, frames {clips[0].shape[1]}×{clips[0].shape[2]}")
     print("share of motion inside the centre square, quantiles p10/p25/p50/p75/p90:",

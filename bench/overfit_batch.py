@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from speednet.model import build_speednet  # noqa: E402
 from speednet.sampling import AugmentConfig, make_batch  # noqa: E402
 from storage import paths  # noqa: E402
-from tasks.train import _clips, split_by_video  # noqa: E402
+from tasks.train import load_clips, split_by_video  # noqa: E402
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     torch.manual_seed(0)
     home = args.data_home or paths.data_home()
     split = split_by_video.fn(str(paths.catalog_path(home)), 0.15, 0)
-    clips = _clips([e for e in split.train if e.domain == "synthetic"][:40], limit=40)[::2][:16]
+    clips = load_clips([e for e in split.train if e.domain == "synthetic"][:40], limit=40)[::2][:16]
     model = build_speednet(preset="cpu")
     x, y = make_batch(clips, model.config, np.random.default_rng(0),
                       AugmentConfig(same_batch=True, temporal_aug=False, spatial_aug=False))

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from speednet.model import SpeedNet, normalize_uint8
 from speednet.optical_flow import fit_threshold, mean_flow_magnitude
+from speednet.sampling import resize_short_side
 
 
 def speed_versions(clip: np.ndarray, clip_frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -23,28 +23,18 @@ def speed_versions(clip: np.ndarray, clip_frames: int) -> tuple[np.ndarray, np.n
     return clip[:clip_frames], clip[: 2 * clip_frames : 2]
 
 
-def full_frame(frames: np.ndarray, short_side_px: int) -> torch.Tensor:
-    """(T, H, W, 3) uint8 → the whole picture with its short side at ``short_side_px``, aspect kept.
-
-    The model is fully convolutional and the scorer feeds it whole frames, so evaluation does
-    too: a centre square of a 16:9 frame drops 44% of its width, and with it the only moving
-    object of one synthetic clip in eight (bench/crop_motion.py).
-    """
-    images = torch.as_tensor(frames).permute(0, 3, 1, 2)  # uint8 stays uint8: faster antialiased resize
-    h, w = images.shape[-2:]
-    scale = short_side_px / min(h, w)
-    size = (max(short_side_px, round(h * scale)), max(short_side_px, round(w * scale)))
-    resized = F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False)
-    return resized.permute(0, 2, 3, 1).contiguous()
-
-
 @torch.no_grad()
 def speednet_scores(model: SpeedNet, clips: list[np.ndarray], *, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """P(sped up) of the natural and of the 2x version of every clip (whole frames, eval mode)."""
+    """P(sped up) of the natural and of the 2x version of every clip (whole frames, eval mode).
+
+    Whole frames, short side at the input size, as the scorer sees them: a centre square of a
+    16:9 frame drops 44% of its width, and with it the only moving object of one synthetic
+    clip in eight (bench/crop_motion.py).
+    """
     config = model.config
     device = next(model.parameters()).device
     model.eval()
-    items = [full_frame(version, config.input_size) for clip in clips
+    items = [resize_short_side(version, config.input_size) for clip in clips
              for version in speed_versions(clip, config.clip_frames)]
     by_shape: dict[tuple, list[int]] = {}
     for index, item in enumerate(items):  # clips of one aspect ratio batch together

@@ -109,12 +109,28 @@ def spatial_augment(frames: torch.Tensor | np.ndarray, size: int, rng: np.random
         if rng.random() < 0.5:
             images = images.flip(-1)
     else:
-        scale = size / min(h, w)
-        rh, rw = max(size, round(h * scale)), max(size, round(w * scale))
-        images = _resize(images, rh, rw)
+        images = _resize(images, *short_side_size(h, w, size))
+        rh, rw = images.shape[-2:]
         top, left = (rh - size) // 2, (rw - size) // 2
         images = images[..., top:top + size, left:left + size]
     return images.permute(0, 2, 3, 1).contiguous()
+
+
+def short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """(height, width) with the short side at ``size``, aspect kept (rounded; never below ``size``)."""
+    scale = size / min(height, width)
+    return max(size, round(height * scale)), max(size, round(width * scale))
+
+
+def resize_short_side(frames: torch.Tensor | np.ndarray, size: int) -> torch.Tensor:
+    """(T, H, W, 3) frames → the whole picture with its short side at ``size``, aspect kept, uint8 kept.
+
+    What the scorer feeds the fully convolutional model, and so what evaluation uses.
+    """
+    images = torch.as_tensor(frames).permute(0, 3, 1, 2)
+    if images.dtype != torch.uint8:
+        images = images.float()
+    return _resize(images, *short_side_size(*images.shape[-2:], size)).permute(0, 2, 3, 1).contiguous()
 
 
 def _take(clip: torch.Tensor | np.ndarray, indices: np.ndarray) -> torch.Tensor:

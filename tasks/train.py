@@ -120,7 +120,8 @@ def train_model(config: TrainConfig, split: DataSplit, run_dir: str, resume: boo
         return train(config, split.source(), run_path, resume=resume, on_log=on_log)
 
 
-def _clips(entries, limit: int | None = None) -> list[np.ndarray]:
+def load_clips(entries: list[VideoEntry], limit: int | None = None) -> list[np.ndarray]:
+    """The stored clips (3T frames each) of these videos, shard by shard; at most ``limit`` of them."""
     clips = []
     by_shard: dict[str, list[str]] = {}
     for entry in entries:
@@ -141,10 +142,10 @@ def evaluate_model(checkpoint: str, split: DataSplit, baseline_train_clips: int 
     from tasks.trainer import pick_device
 
     model, config, _ = load_checkpoint(checkpoint, map_location=pick_device())
-    fit_clips = _clips([e for e in split.train if e.domain == "synthetic"], limit=baseline_train_clips)
+    fit_clips = load_clips([e for e in split.train if e.domain == "synthetic"], limit=baseline_train_clips)
     metrics = {}
     for domain in ("synthetic", "real"):
-        clips = _clips([e for e in split.held_out if e.domain == domain])
+        clips = load_clips([e for e in split.held_out if e.domain == domain])
         baseline = flow_baseline_accuracy(fit_clips, clips, config.clip_frames) if clips else {"accuracy": float("nan")}
         metrics[domain] = {"clips": len(clips), "speednet_accuracy": speednet_accuracy(model, clips) if clips else float("nan"),
                            "flow_baseline_accuracy": baseline["accuracy"]}

@@ -3,14 +3,15 @@
 import numpy as np
 import torch
 
-from speednet.evaluation import full_frame, speednet_scores
+from speednet.evaluation import speednet_scores
 from speednet.model import build_speednet
+from speednet.sampling import resize_short_side
 
 
-def test_full_frame_keeps_the_edges_of_a_wide_picture():
+def test_evaluation_resize_keeps_the_edges_of_a_wide_picture():
     frames = np.zeros((4, 90, 160, 3), np.uint8)
     frames[:, 40:50, :12] = 255  # a bright object at the far left, outside any centre square
-    out = full_frame(frames, 64)
+    out = resize_short_side(frames, 64)
     assert out.shape == (4, 64, 114, 3) and out.dtype == torch.uint8
     assert out[:, 28:36, :6].float().mean() > 200  # still there, scaled with the picture
     assert out[:, :, 25:89].float().max() < 50  # a centre square would have missed it

@@ -93,10 +93,10 @@ def test_seeded_cpu_runs_repeat(tiny_home, tmp_path):
 def test_evaluation_scores_speednet_and_the_flow_baseline_on_the_same_clips(tiny_home, tmp_path):
     from speednet.evaluation import flow_baseline_accuracy, speed_versions, speednet_accuracy
     from speednet.model import build_speednet
-    from tasks.train import _clips
+    from tasks.train import load_clips
 
     split = split_by_video.fn(str(paths.catalog_path(tiny_home)), 0.25, 0)
-    clips = _clips(split.train)
+    clips = load_clips(split.train)
     natural, fast = speed_versions(clips[0], 16)
     np.testing.assert_array_equal(fast[1], clips[0][2])
     accuracy = speednet_accuracy(build_speednet(preset="cpu"), clips)
