@@ -39,7 +39,7 @@ def default_library(root: Path, count: int = 16) -> Path:
     sources = ["testsrc2", "mandelbrot", "testsrc", "smptehdbars", "rgbtestsrc", "yuvtestsrc"]
     for i in range(count):
         # a per-file hue shift keeps the bytes (and so the video_ids) distinct
-        spec = f"{sources[i % len(sources)]}=size=640x360:rate=25,hue=h={i * 20}"
+        spec = f"{sources[i % len(sources)]}=size=640x360:rate=25,hue=h={i * 20}:s={1 - 0.05 * (i // 18):.2f}"
         subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", spec, "-t", "10",
                         "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", str(root / f"gen{i:02d}.mp4")],
                        check=True)
@@ -56,15 +56,26 @@ def decode_only(path: str, info, short_side_px: int, clip_frames: int) -> int:
     return int(clips.size)
 
 
+def job_only(path: str, info, short_side_px: int, clip_frames: int, part_path: str) -> None:
+    """The ingest flow's per-video job (decode + JPEG + staging part), without Prefect or the commit."""
+    from tasks.decode_job import decode_to_part
+
+    params = dict(short_side_px=short_side_px, clip_frames=clip_frames, clip_stride_frames=None, max_fps=30.0,
+                  frame_encoding="jpeg")
+    decode_to_part(path, Path(part_path).stem, info, params, part_path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--library", type=Path, help="videos to ingest (default: real samples + 16 generated 10 s 640x360 videos)")
     parser.add_argument("--short-side-px", type=int, default=128)
     parser.add_argument("--clip-frames", type=int, default=48)
     parser.add_argument("--encodings", nargs="+", default=["jpeg", "raw"], choices=["jpeg", "raw"])
+    parser.add_argument("--generated", type=int, default=16,
+                        help="without --library: how many 10 s 640x360 videos to generate beside the real clips")
     parser.add_argument("--repeats", type=int, default=2, help="timings per side, interleaved; the best counts")
     args = parser.parse_args()
-    library = args.library or default_library(_TMP / "library")
+    library = args.library or default_library(_TMP / "library", args.generated)
     files = sorted(str(p) for p in library.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
     workers = os.cpu_count() or 1
     print(f"library: {library} ({len(files)} files), short side {args.short_side_px}px, {workers} cores")
@@ -79,7 +90,7 @@ def main() -> None:
     empty = _TMP / "empty"
     empty.mkdir()
     ingest_library(library=str(empty))  # starts Prefect's ephemeral server outside the timing
-    decode_s, rows = float("inf"), {}
+    decode_s, job_s, rows = float("inf"), float("inf"), {}
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         list(pool.map(decode_only, files[:workers], infos[:workers], [args.short_side_px] * workers,
                       [args.clip_frames] * workers))  # start the workers outside the timing
@@ -89,6 +100,13 @@ def main() -> None:
             start = time.perf_counter()
             frames = sum(pool.map(decode_only, files, infos, [args.short_side_px] * n, [args.clip_frames] * n))
             decode_s = min(decode_s, time.perf_counter() - start)
+            parts = _TMP / f"job-{repeat}"
+            parts.mkdir()
+            start = time.perf_counter()
+            list(pool.map(job_only, files, infos, [args.short_side_px] * n, [args.clip_frames] * n,
+                          [str(parts / f"{i}.parquet") for i in range(n)]))
+            job_s = min(job_s, time.perf_counter() - start)
+            shutil.rmtree(parts)
             for encoding in args.encodings:
                 home = _TMP / f"home-{encoding}-{repeat}"
                 start = time.perf_counter()
@@ -108,6 +126,8 @@ def main() -> None:
 
     print(f"\nbest of {args.repeats}, interleaved")
     print(f"decode-only : {frames} clip-frames in {decode_s:.2f} s = {decode_fps:,.0f} frames/s")
+    print(f"job only    : {frames} clip-frames in {job_s:.2f} s = {decode_s / job_s:.2f} x decode-only "
+          f"(decode + JPEG + staging part in the same pool; no Prefect, no commit)")
     for encoding, r in rows.items():
         print(f"ingest {encoding:<5}: {frames} clip-frames in {r['s']:.2f} s = {r['fps']:,.0f} frames/s "
               f"= {r['fps'] / decode_fps:.2f} x decode-only | {r['bytes_per_clip'] / 2**20:.2f} MiB/clip | "

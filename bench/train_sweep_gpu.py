@@ -47,6 +47,8 @@ CONFIGS = {
     "G_bigdata_nospatial": dict(spatial_aug=False, bigdata=True),
     "H_bigdata_lr5e-4": dict(spatial_aug=False, bigdata=True, lr=5e-4),
     "I_bigdata_spatial": dict(bigdata=True),
+    "J_bigdata_64clips": dict(spatial_aug=False, bigdata=True, clips_per_batch=32),
+    "K_bigdata_w0.5": dict(spatial_aug=False, bigdata=True, width=0.5),
 }
 
 
@@ -89,6 +91,7 @@ def run_config(name: str, spec: dict, train: list, val: list, seconds: float, ou
     spec = dict(spec)
     lr = spec.pop("lr", 2e-3)
     bigdata = spec.pop("bigdata", False)
+    clips_per_batch = spec.pop("clips_per_batch", 16)
     aug = AugmentConfig(spatial_aug=spec.pop("spatial_aug", True), resize_px=spec.pop("resize_px", None))
     clips = train if bigdata else [c for c in train if c[0] < val_start]
     clips = [c[1] for c in clips]
@@ -96,7 +99,7 @@ def run_config(name: str, spec: dict, train: list, val: list, seconds: float, ou
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build_speednet(preset="cpu", **spec).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    loader = torch.utils.data.DataLoader(RandomBatches(clips, 16, partial(make_batch, config=model.config, augment=aug)),
+    loader = torch.utils.data.DataLoader(RandomBatches(clips, clips_per_batch, partial(make_batch, config=model.config, augment=aug)),
                                          batch_size=None, num_workers=WORKERS, prefetch_factor=4)
     it = iter(loader)
     started = time.perf_counter()
@@ -166,7 +169,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     bench = mp.get_context("spawn").Process(target=fullsize, args=(args.out,))
-    measure_fullsize = torch.cuda.is_available() and not os.environ.get("SKIP_FULLSIZE")
+    measure_fullsize = not os.environ.get("SKIP_FULLSIZE") and torch.cuda.is_available()  # CUDA touched in the parent breaks the forked runs
     if measure_fullsize:
         bench.start()
     with mp.get_context("fork").Pool(14) as pool:

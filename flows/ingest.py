@@ -16,7 +16,7 @@ from prefect.futures import as_completed
 from flows.runners import task_runner_from_settings
 from storage import paths
 from speednet.isolation import default_workers, warm_up
-from tasks.ingest import Failure, commit_ingest, discover_videos, failure_from, identify_videos, ingest_videos, select_new_videos
+from tasks.ingest import Failure, ShardStager, commit_ingest, discover_videos, failure_from, identify_videos, ingest_videos, select_new_videos
 from tasks.ingest import batches as make_batches
 from tasks.ingest_params import IngestParams
 from tasks.progress import StepProgress
@@ -48,19 +48,20 @@ def ingest_library(
     log.info("%d video files under %s; %d new or changed to ingest", len(found), library, len(todo))
 
     batches = make_batches(todo, default_workers())
-    jobs = ingest_videos.map(batches, unmapped(params), unmapped(str(paths.staging_dir(home))), unmapped(decode_timeout_s))
+    staging = paths.staging_dir(home)
+    jobs = ingest_videos.map(batches, unmapped(params), unmapped(str(staging)), unmapped(decode_timeout_s))
     batch_of = {job.task_run_id: batch for job, batch in zip(jobs, batches)}
     rows = []
-    with StepProgress(f"decoding {len(todo)} videos", len(todo)) as progress:
-        for job in as_completed(jobs):
-            outcomes = job.result(raise_on_failure=False)
-            if isinstance(outcomes, BaseException):  # retries exhausted on an unexpected error
-                outcomes = [failure_from(ref.path, outcomes, ref) for ref in batch_of[job.task_run_id]]
-            rows += [o for o in outcomes if isinstance(o, dict)]
-            failures += [o for o in outcomes if isinstance(o, Failure)]
-            progress.advance(len(outcomes))
-
-    summary = commit_ingest(rows, failures, refs, params, catalog_path, shards_dir, target_shard_mb)
+    with ShardStager(staging, params, target_shard_mb) as stager:
+        with StepProgress(f"decoding {len(todo)} videos", len(todo)) as progress:
+            for job in as_completed(jobs):
+                outcomes = job.result(raise_on_failure=False)
+                if isinstance(outcomes, BaseException):  # retries exhausted on an unexpected error
+                    outcomes = [failure_from(ref.path, outcomes, ref) for ref in batch_of[job.task_run_id]]
+                rows += stager.add([o for o in outcomes if isinstance(o, dict)])  # packed while later batches decode
+                failures += [o for o in outcomes if isinstance(o, Failure)]
+                progress.advance(len(outcomes))
+        summary = commit_ingest(rows, failures, refs, params, catalog_path, shards_dir, stager.finish(), str(stager.folder))
     summary.update(library=library, found=len(found), skipped=len(refs) - len(todo), catalog=catalog_path,
         failures=[{"path": f.path, "error_kind": f.error_kind, "error": f.error} for f in failures])
     _publish(summary)

@@ -9,7 +9,6 @@ when complete (temp + rename).
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -170,7 +169,7 @@ def clip_from_row(row: dict) -> Clip:
 
 @dataclass(frozen=True)
 class PackedShard:
-    """A shard written by ``pack_parts``: where, which videos, how many clips, how big."""
+    """A shard written by ``ShardPacker``: where, which videos, how many clips, how big."""
 
     path: Path
     video_ids: tuple[str, ...]
@@ -178,38 +177,79 @@ class PackedShard:
     size_bytes: int
 
 
+class ShardPacker:
+    """Copy per-video staging parts into shards of about ``target_bytes``, one part at a time.
+
+    Lets ingest pack while later videos are still decoding, so that its commit only renames
+    files. A video's clips never straddle two shards. Shard names derive from
+    ``name_prefix`` and the video ids they hold, so packing the same parts in the same order
+    again writes the same files instead of adding new ones. Use as a context manager: on an error the open
+    shard is discarded; ``close`` seals it and returns every shard written.
+    """
+
+    def __init__(self, out_dir: Path, *, name_prefix: str, target_bytes: int, compression: str = "zstd",
+                 compression_level: int = 1):
+        self.out_dir = Path(out_dir)
+        self.name_prefix = name_prefix
+        self.target_bytes = target_bytes
+        self.compression = compression
+        self.compression_level = compression_level
+        self.shards: list[PackedShard] = []
+        self._writer: ShardWriter | None = None
+        self._video_ids: list[str] = []
+        self._bytes = 0
+
+    def __enter__(self) -> "ShardPacker":
+        return self
+
+    def add(self, video_id: str, part: Path) -> None:
+        """Append one video's part; starts a new shard first if this one would pass the target size."""
+        source = pq.ParquetFile(part, memory_map=True)  # a missing part fails here, before any state changes
+        size = Path(part).stat().st_size
+        if self._writer is not None and self._bytes + size > self.target_bytes:
+            self._seal()
+        if self._writer is None:
+            self._writer = ShardWriter(self.out_dir / f"{self.name_prefix}-open.parquet", compression=self.compression,
+                                       compression_level=self.compression_level).__enter__()
+        for index in range(source.num_row_groups):
+            self._writer.write_table(source.read_row_group(index))
+        self._video_ids.append(video_id)
+        self._bytes += size
+
+    def close(self) -> list[PackedShard]:
+        """Seal the open shard; every shard written, in order."""
+        if self._writer is not None:
+            self._seal()
+        return self.shards
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        elif self._writer is not None:
+            self._writer.__exit__(exc_type, exc, tb)  # removes the half-written file
+            self._writer = None
+
+    def _seal(self) -> None:
+        import hashlib
+
+        writer, video_ids = self._writer, tuple(self._video_ids)
+        assert writer is not None
+        self._writer, self._video_ids, self._bytes = None, [], 0
+        writer.__exit__(None, None, None)
+        digest = hashlib.blake2b("\n".join(sorted(video_ids)).encode(), digest_size=8).hexdigest()
+        path = self.out_dir / f"{self.name_prefix}-{digest}.parquet"
+        os.replace(writer.path, path)
+        self.shards.append(PackedShard(path, video_ids, writer.clip_count, path.stat().st_size))
+
+
 def pack_parts(parts: list[tuple[str, Path]], out_dir: Path, *, name_prefix: str, target_bytes: int,
                compression: str = "zstd", compression_level: int = 1) -> list[PackedShard]:
-    """Copy per-video staging parts into zstd shards of about ``target_bytes`` each.
+    """Copy per-video staging parts, given as (video_id, path) pairs, into shards (see ``ShardPacker``).
 
-    ``parts`` are (video_id, path) pairs; a video's clips never straddle two shards. JPEG
-    frames gain nothing from zstd: pass ``compression="none"`` for them. Shard
-    names derive from ``name_prefix`` and the video ids they hold, so packing the same
-    parts again rewrites the same files instead of adding new ones.
+    JPEG frames gain nothing from zstd: pass ``compression="none"`` for them.
     """
-    import hashlib
-
-    groups: list[list[tuple[str, Path]]] = [[]]
-    group_bytes = 0
-    for video_id, part in parts:
-        size = part.stat().st_size
-        if groups[-1] and group_bytes + size > target_bytes:
-            groups.append([])
-            group_bytes = 0
-        groups[-1].append((video_id, part))
-        group_bytes += size
-    def write(group: list[tuple[str, Path]]) -> PackedShard:
-        ids = tuple(video_id for video_id, _ in group)
-        digest = hashlib.blake2b("\n".join(sorted(ids)).encode(), digest_size=8).hexdigest()
-        path = out_dir / f"{name_prefix}-{digest}.parquet"
-        with ShardWriter(path, compression=compression, compression_level=compression_level) as writer:
-            for _, part in group:
-                source = pq.ParquetFile(part)
-                for index in range(source.num_row_groups):
-                    writer.write_table(source.read_row_group(index))
-        return PackedShard(path, ids, writer.clip_count, path.stat().st_size)
-
-    # pyarrow compresses and writes without the GIL: one thread per shard uses every core
-    with ThreadPoolExecutor(max_workers=max(1, min(len(groups), os.cpu_count() or 1))) as pool:
-        shards = list(pool.map(write, groups if parts else []))
-    return shards
+    with ShardPacker(out_dir, name_prefix=name_prefix, target_bytes=target_bytes, compression=compression,
+                     compression_level=compression_level) as packer:
+        for video_id, part in parts:
+            packer.add(video_id, part)
+    return packer.shards

@@ -6,9 +6,13 @@ and can be called without Prefect as ``task.fn(...)``.
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import json
 import os
+import shutil
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +24,7 @@ from speednet.errors import MediaError, VideoNotFound, retryable_kinds
 from speednet.isolation import run_isolated
 from speednet.media import VIDEO_EXTENSIONS, ContainerInfo, content_hash, probe_containers
 from storage import catalog
-from storage.shards import pack_parts, partial_name
+from storage.shards import PackedShard, ShardPacker, partial_name
 from tasks.decode_job import decode_to_part
 from tasks.ingest_params import IngestParams
 
@@ -186,13 +190,71 @@ def _decode_one(ref: VideoRef, info: ContainerInfo, params: IngestParams, stagin
     return row
 
 
+class ShardStager:
+    """Packs a run's staged parts into shards while later videos still decode.
+
+    The shards are written into a folder of this run under the staging folder, and the
+    commit moves them into place. The run holds a lock on that folder for its lifetime, so
+    a later commit can tell a killed run's leftovers (removed) from a live run's (kept).
+    Runs in the flow process: packing is a file copy, and a task per batch would only add
+    orchestration (with a Dask cluster, the flow's machine must see the data folder too).
+    Use as a context manager; the folder is gone on exit.
+    """
+
+    def __init__(self, staging: Path, params: IngestParams, target_shard_mb: float):
+        token = uuid.uuid4().hex[:12]
+        hidden = staging / f".{_PACKING_PREFIX}{token}"  # locked before it becomes visible to cleanup
+        hidden.mkdir(parents=True)
+        self._lock = open(hidden / _PACKING_LOCK, "w")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        self.folder = staging / f"{_PACKING_PREFIX}{token}"
+        os.replace(hidden, self.folder)
+        self._packer = ShardPacker(self.folder, name_prefix=f"shard-{params.params_hash}",
+                                   target_bytes=int(target_shard_mb * 2**20),
+                                   compression="zstd" if params.frame_encoding == "raw" else "none")
+
+    def __enter__(self) -> "ShardStager":
+        return self
+
+    def add(self, rows: list[dict]) -> list[dict]:
+        """Append the staged parts of these catalog rows to the open shard; the rows whose part was packed.
+
+        A part can only vanish when a concurrent run ingesting the same video committed it
+        first; that row is left out (the video is in the catalog) instead of failing the run.
+        """
+        packed = []
+        for row in rows:
+            try:
+                self._packer.add(row["video_id"], Path(row["part_path"]))
+            except FileNotFoundError:
+                if Path(row["part_path"]).exists():
+                    raise
+                continue
+            packed.append(row)
+        return packed
+
+    def finish(self) -> list[PackedShard]:
+        """Seal the last shard; every shard of this run, ready for ``commit_ingest``."""
+        return self._packer.close()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._packer.__exit__(exc_type, exc, tb)
+        self._lock.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+_PACKING_PREFIX = "packing-"
+_PACKING_LOCK = ".lock"
+
+
 @task(name="commit-ingest", cache_policy=NO_CACHE)
 def commit_ingest(rows: list[dict], failures: list[Failure], refs: list[VideoRef], params: IngestParams,
-                  catalog_path: str, shards_dir: str, target_shard_mb: float) -> dict:
-    """Pack staged parts into shards and record every outcome in the catalog, in one transaction.
+                  catalog_path: str, shards_dir: str, packed: list[PackedShard], packing_dir: str) -> dict:
+    """Move the run's packed shards into place and record every outcome in the catalog, in one transaction.
 
     Holds the catalog's writer lock throughout, so concurrent runs queue. A run killed before
-    the commit leaves its parts for the next run and its shard files unlisted (deleted here).
+    the commit leaves its parts for the next run; its shard files, in place but unlisted, or
+    still in its packing folder, are deleted here.
     """
     stat_of = {ref.video_id: ref for ref in refs}
     now = catalog.utc_now()
@@ -200,9 +262,9 @@ def commit_ingest(rows: list[dict], failures: list[Failure], refs: list[VideoRef
     shard_root = Path(shards_dir)
     with catalog.writer(catalog_path) as con:
         _delete_unlisted_shards(con, shard_root)
-        packed = pack_parts([(r["video_id"], Path(r["part_path"])) for r in rows], shard_root,
-                            name_prefix=f"shard-{params.params_hash}", target_bytes=int(target_shard_mb * 2**20),
-                            compression="zstd" if params.frame_encoding == "raw" else "none")
+        _delete_dead_packing_folders(Path(packing_dir).parent, keep=Path(packing_dir))
+        shard_root.mkdir(parents=True, exist_ok=True)
+        packed = [_move_into(shard, shard_root) for shard in packed]
         shard_of = {vid: shard for shard in packed for vid in shard.video_ids}
         video_rows = [
             {**row, "status": "ingested", "mtime_ns": stat_of[row["video_id"]].mtime_ns,
@@ -229,6 +291,34 @@ def commit_ingest(rows: list[dict], failures: list[Failure], refs: list[VideoRef
         "ingested": len(rows), "failed": len(failures), "clips": sum(r["clip_count"] for r in rows),
         "shards": [str(s.path) for s in packed], "shard_bytes": sum(s.size_bytes for s in packed),
     }
+
+
+def _move_into(shard: PackedShard, shard_root: Path) -> PackedShard:
+    """The same shard, renamed from the run's packing folder into the shards folder."""
+    target = shard_root / shard.path.name
+    os.replace(shard.path, target)
+    return PackedShard(target, shard.video_ids, shard.clip_count, shard.size_bytes)
+
+
+def _delete_dead_packing_folders(staging: Path, keep: Path) -> None:
+    """Remove packing folders whose run is gone (its lock is free); ``keep`` (this run's) and live runs' stay."""
+    for folder in staging.glob(f"{_PACKING_PREFIX}*"):
+        if folder == keep:
+            continue
+        try:
+            with open(folder / _PACKING_LOCK) as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live run packs here
+        except FileNotFoundError:
+            continue  # its run has just removed it
+        shutil.rmtree(folder, ignore_errors=True)
+    for folder in staging.glob(f".{_PACKING_PREFIX}*"):  # a run killed while creating its folder
+        try:
+            if time.time() - folder.stat().st_mtime > 60:
+                shutil.rmtree(folder, ignore_errors=True)
+        except FileNotFoundError:
+            pass
 
 
 def _delete_unlisted_shards(con, shard_root: Path) -> None:

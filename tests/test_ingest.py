@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +16,9 @@ from _catalog import rows as catalog_rows
 from conftest import EXPECTED_KIND, make_video
 from flows.ingest import ingest_library
 from speednet.media import VideoDecoder, probe_container
-from storage.shards import iter_clips
+from storage.shards import ShardWriter, iter_clips
+from tasks.ingest import ShardStager, _delete_dead_packing_folders
+from tasks.ingest_params import IngestParams
 
 SMALL = dict(short_side_px=64, clip_frames=16)
 
@@ -112,8 +116,21 @@ def test_a_killed_run_resumes_without_duplicates_or_half_written_files(tmp_path,
     assert staged_before >= 1, "the run was killed before it staged anything; the test proves nothing"
     assert not (home / "catalog.duckdb").exists() or not catalog_rows(home, "SELECT * FROM videos")
     (home / "shards" / "shard-orphan.parquet").write_bytes(b"debris of a run killed while packing")
+    dead = staging / "packing-killedrun"  # a killed run's packing folder: its lock is free
+    dead.mkdir(exist_ok=True)
+    (dead / ".lock").touch()
+    (dead / "shard-half.parquet").write_bytes(b"half a shard")
+    live = staging / "packing-liverun"  # a concurrent run still packing: it holds its lock
+    live.mkdir()
+    live_lock = open(live / ".lock", "w")
+    fcntl.flock(live_lock, fcntl.LOCK_EX)
 
     summary = ingest_library(library=str(library), **SMALL)
+
+    assert not dead.exists()
+    assert (live / ".lock").exists(), "a live run's packing folder was removed"
+    live_lock.close()
+    shutil.rmtree(live)
 
     assert summary["ingested"] == 6, summary
     assert catalog_rows(home, "SELECT count(*), count(DISTINCT video_id) FROM videos") == [(6, 6)]
@@ -123,3 +140,34 @@ def test_a_killed_run_resumes_without_duplicates_or_half_written_files(tmp_path,
     clips = [c for (shard,) in catalog_rows(home, "SELECT shard_path FROM shards") for c in iter_clips(shard)]
     assert len(clips) == len({(c.video_id, c.clip_index) for c in clips}) == 36
     assert not list(staging.glob("*"))
+
+
+def _staged_part(path, video_id: str, clips: int = 2) -> dict:
+    rng = np.random.default_rng(len(video_id))
+    with ShardWriter(path, encoding="jpeg", compression="none") as writer:
+        for c in range(clips):
+            writer.write_clip(video_id, c, np.arange(4), 25.0, 25.0, rng.integers(0, 255, (4, 16, 24, 3), dtype=np.uint8))
+    return {"video_id": video_id, "part_path": str(path)}
+
+
+def test_packing_skips_a_part_that_a_concurrent_run_already_committed(tmp_path):
+    staging = tmp_path / "staging"
+    kept = _staged_part(tmp_path / "a.parquet", "va")
+    gone = {"video_id": "vb", "part_path": str(tmp_path / "b.parquet")}  # committed and deleted by another run
+    with ShardStager(staging, IngestParams(), target_shard_mb=64) as stager:
+        assert stager.add([kept, gone]) == [kept]
+        shards = stager.finish()
+        assert [s.video_ids for s in shards] == [("va",)]
+        assert sorted(c.video_id for c in iter_clips(shards[0].path)) == ["va", "va"]
+        assert stager.folder.parent == staging and stager.folder.name.startswith("packing-")
+    assert not list(staging.iterdir())  # the run's packing folder is gone on exit
+
+
+def test_cleanup_spares_this_runs_packing_folder_even_without_a_working_lock(tmp_path):
+    """Where flock is emulated per process (some network filesystems), the lock alone cannot protect the run's own folder."""
+    own, dead = tmp_path / "packing-own", tmp_path / "packing-dead"
+    for folder in (own, dead):
+        folder.mkdir()
+        (folder / ".lock").touch()  # no one holds either lock
+    _delete_dead_packing_folders(tmp_path, keep=own)
+    assert own.exists() and not dead.exists()
