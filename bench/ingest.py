@@ -59,10 +59,10 @@ def decode_only(path: str, info, short_side_px: int, clip_frames: int) -> int:
 def job_only(path: str, info, short_side_px: int, clip_frames: int, part_path: str) -> None:
     """The ingest flow's per-video job (decode + JPEG + staging part), without Prefect or the commit."""
     from tasks.decode_job import decode_to_part
+    from tasks.ingest_params import IngestParams
 
-    params = dict(short_side_px=short_side_px, clip_frames=clip_frames, clip_stride_frames=None, max_fps=30.0,
-                  frame_encoding="jpeg")
-    decode_to_part(path, Path(part_path).stem, info, params, part_path)
+    params = IngestParams(short_side_px=short_side_px, clip_frames=clip_frames, frame_encoding="jpeg")
+    decode_to_part(path, Path(part_path).stem, info, params.as_dict(), part_path)
 
 
 def main() -> None:

@@ -22,11 +22,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from speednet.evaluation import speed_versions  # noqa: E402
+from speednet.model import PRESETS  # noqa: E402
 from speednet.synthetic.library import object_tracks_px  # noqa: E402
 from speednet.synthetic.scenes import SceneParams  # noqa: E402
 from storage import paths  # noqa: E402
+from tasks.ingest_params import IngestParams  # noqa: E402
 
-CLIP, T = 48, 16
+CLIP, T = IngestParams().clip_frames, PRESETS["cpu"].clip_frames
 
 
 def window_paths_px(scene: SceneParams, input_px: int) -> dict[str, list[float]]:
@@ -35,7 +38,7 @@ def window_paths_px(scene: SceneParams, input_px: int) -> dict[str, list[float]]
     scale = input_px / min(scene.width, scene.height)
     out: dict[str, list[float]] = {"1x": [], "2x": []}
     for start in range(0, scene.n_frames - CLIP + 1, CLIP):
-        for speed, frames in (("1x", np.arange(start, start + T)), ("2x", np.arange(start, start + 2 * T, 2))):
+        for speed, frames in zip(("1x", "2x"), speed_versions(np.arange(start, start + CLIP), T)):
             out[speed].append(max(float(np.hypot(np.diff(tr["x_px"][frames]), np.diff(tr["y_px"][frames])).sum()) * scale
                                   for tr in tracks))
     return out
@@ -44,7 +47,7 @@ def window_paths_px(scene: SceneParams, input_px: int) -> dict[str, list[float]]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--library", type=Path, default=paths.samples_dir() / "synthetic")
-    parser.add_argument("--input-px", type=int, default=64)
+    parser.add_argument("--input-px", type=int, default=PRESETS["cpu"].input_size)
     args = parser.parse_args()
     sidecars = sorted(args.library.glob("scene-*.json"))
     if not sidecars:

@@ -183,8 +183,9 @@ class ShardPacker:
     Lets ingest pack while later videos are still decoding, so that its commit only renames
     files. A video's clips never straddle two shards. Shard names derive from
     ``name_prefix`` and the video ids they hold, so packing the same parts in the same order
-    again writes the same files instead of adding new ones. Use as a context manager: on an error the open
-    shard is discarded; ``close`` seals it and returns every shard written.
+    again writes the same files instead of adding new ones. JPEG frames gain nothing from
+    zstd: pass ``compression="none"`` for them. Use as a context manager: on an error the
+    open shard is discarded; ``close`` seals it and returns every shard written.
     """
 
     def __init__(self, out_dir: Path, *, name_prefix: str, target_bytes: int, compression: str = "zstd",
@@ -240,16 +241,3 @@ class ShardPacker:
         path = self.out_dir / f"{self.name_prefix}-{digest}.parquet"
         os.replace(writer.path, path)
         self.shards.append(PackedShard(path, video_ids, writer.clip_count, path.stat().st_size))
-
-
-def pack_parts(parts: list[tuple[str, Path]], out_dir: Path, *, name_prefix: str, target_bytes: int,
-               compression: str = "zstd", compression_level: int = 1) -> list[PackedShard]:
-    """Copy per-video staging parts, given as (video_id, path) pairs, into shards (see ``ShardPacker``).
-
-    JPEG frames gain nothing from zstd: pass ``compression="none"`` for them.
-    """
-    with ShardPacker(out_dir, name_prefix=name_prefix, target_bytes=target_bytes, compression=compression,
-                     compression_level=compression_level) as packer:
-        for video_id, part in parts:
-            packer.add(video_id, part)
-    return packer.shards

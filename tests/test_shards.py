@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from storage.shards import ShardWriter, iter_clips, pack_parts
+from storage.shards import ShardPacker, ShardWriter, iter_clips
 
 
 def _frames(seed: int, n: int = 6, h: int = 24, w: int = 40) -> np.ndarray:
@@ -56,12 +56,32 @@ def test_packing_groups_whole_videos_by_target_size(tmp_path):
                 writer.write_clip(f"v{i}", c, np.arange(6), 25.0, 25.0, _frames(10 * i + c))
         parts.append((f"v{i}", part))
     part_bytes = parts[0][1].stat().st_size
-    shards = pack_parts(parts, tmp_path / "out", name_prefix="shard", target_bytes=int(2.5 * part_bytes))
+    shards = _pack(parts, tmp_path / "out", target_bytes=int(2.5 * part_bytes))
     assert [s.video_ids for s in shards] == [("v0", "v1"), ("v2", "v3"), ("v4",)]
     assert sum(s.clip_count for s in shards) == 15
     for shard in shards:
         assert pq.ParquetFile(shard.path).metadata.row_group(0).column(8).compression == "ZSTD"
         stored = {c.video_id for c in iter_clips(shard.path)}
         assert stored == set(shard.video_ids)
-    again = pack_parts(parts, tmp_path / "out", name_prefix="shard", target_bytes=int(2.5 * part_bytes))
+    again = _pack(parts, tmp_path / "out", target_bytes=int(2.5 * part_bytes))
     assert [s.path for s in again] == [s.path for s in shards]  # same parts, same names: no duplicates
+
+
+def _pack(parts, out_dir, target_bytes):
+    with ShardPacker(out_dir, name_prefix="shard", target_bytes=target_bytes) as packer:
+        for video_id, part in parts:
+            packer.add(video_id, part)
+    return packer.shards
+
+
+def test_a_failed_pack_leaves_no_shard_behind(tmp_path):
+    part = tmp_path / "part.parquet"
+    with ShardWriter(part, compression="none") as writer:
+        writer.write_clip("v0", 0, np.arange(6), 25.0, 25.0, _frames(1))
+    out = tmp_path / "out"
+    with pytest.raises(FileNotFoundError):
+        with ShardPacker(out, name_prefix="shard", target_bytes=1 << 20) as packer:
+            packer.add("v0", part)
+            packer.add("v1", tmp_path / "missing.parquet")
+    assert list(out.iterdir()) == []
+
