@@ -30,6 +30,14 @@ def default_workers() -> int:
 
 
 def _new_pool(workers: int):
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # A spawned worker re-imports the script that started it; an unguarded flow call
+        # there would start workers of its own, over and over (pebble waits on them silently).
+        raise RuntimeError(
+            "a decode worker process started while it was importing your script's main module: "
+            "worker processes are spawned and re-import that module, so module-level code runs in "
+            "each of them. Put the call that starts the flow under `if __name__ == \"__main__\":`."
+        )
     if multiprocessing.current_process().daemon:
         raise RuntimeError(
             "isolated decoding needs to start worker processes, but this is a daemonic process "
@@ -62,6 +70,8 @@ def run_isolated(fn: Callable[..., Any], *args: Any, path: str, timeout_s: float
     ``lane`` share one worker of their own, so chunks of one video read sequentially meet
     the decoder the previous chunk left open (two workers would each re-open and seek).
     """
+    from concurrent.futures.process import BrokenProcessPool
+
     from pebble import ProcessExpired
 
     future = _get_pool(lane).schedule(fn, args=args, kwargs=kwargs, timeout=timeout_s)
@@ -71,6 +81,12 @@ def run_isolated(fn: Callable[..., Any], *args: Any, path: str, timeout_s: float
         raise DecodeTimeout(path, f"no result after {timeout_s:.0f} s; the worker was killed") from None
     except ProcessExpired as e:
         raise DecoderCrashed(path, f"the worker process died with exit code {e.exitcode}") from None
+    except BrokenProcessPool as e:
+        raise RuntimeError(
+            "the decode worker processes died while starting, before any job ran (their own error "
+            "is printed above). If you started a flow from a script, put that call under "
+            "`if __name__ == \"__main__\":`."
+        ) from e
 
 
 def warm_up() -> None:

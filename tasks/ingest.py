@@ -129,9 +129,14 @@ def _is_retryable(error_kind: str | None) -> bool:
 
 
 def batches(refs: list[VideoRef], workers: int, max_per_batch: int = 16) -> list[list[VideoRef]]:
-    """Split videos into batches: few enough tasks for Prefect (HAZARDS.md), enough to keep every worker busy."""
+    """Split videos into batches: few enough tasks for Prefect (HAZARDS.md), enough to keep every worker busy.
+
+    Largest files first, so that a run does not end with one core decoding a big video it
+    picked up last while the others idle.
+    """
     if not refs:
         return []
+    refs = sorted(refs, key=lambda ref: ref.size_bytes, reverse=True)
     size = max(1, min(max_per_batch, len(refs) // (4 * workers)))
     return [refs[i:i + size] for i in range(0, len(refs), size)]
 

@@ -17,7 +17,7 @@ from conftest import EXPECTED_KIND, make_video
 from flows.ingest import ingest_library
 from speednet.media import VideoDecoder, probe_container
 from storage.shards import ShardWriter, iter_clips
-from tasks.ingest import ShardStager, _delete_dead_packing_folders
+from tasks.ingest import ShardStager, VideoRef, _delete_dead_packing_folders, batches
 from tasks.ingest_params import IngestParams
 
 SMALL = dict(short_side_px=64, clip_frames=16)
@@ -171,3 +171,14 @@ def test_cleanup_spares_this_runs_packing_folder_even_without_a_working_lock(tmp
         (folder / ".lock").touch()  # no one holds either lock
     _delete_dead_packing_folders(tmp_path, keep=own)
     assert own.exists() and not dead.exists()
+
+
+def test_batches_start_with_the_largest_files_and_cover_every_video_once():
+    refs = [VideoRef(f"/v/{i}.mp4", f"id{i}", size_bytes=size, mtime_ns=0)
+            for i, size in enumerate([5, 900, 40, 900, 7, 300, 1, 60, 2])]
+    split = batches(refs, workers=1, max_per_batch=4)
+    flat = [ref for batch in split for ref in batch]
+    assert sorted(flat, key=lambda r: r.path) == sorted(refs, key=lambda r: r.path)
+    assert [ref.size_bytes for ref in flat] == sorted((r.size_bytes for r in refs), reverse=True)
+    assert [ref.path for ref in flat[:2]] == ["/v/1.mp4", "/v/3.mp4"]  # equal sizes keep their order
+    assert max(len(batch) for batch in split) <= 4

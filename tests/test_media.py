@@ -119,6 +119,21 @@ def test_a_crashing_decoder_is_reported_not_fatal():
     assert run_isolated(_isolated_jobs.add, 1, 1, path="-", timeout_s=60) == 2
 
 
+def test_a_script_without_a_main_guard_fails_fast_with_what_to_do(tmp_path):
+    import subprocess
+    import sys
+
+    # Spawned workers re-import the main script; unguarded, each would start workers of its own.
+    script = tmp_path / "unguarded.py"
+    script.write_text("import os\nfrom speednet.isolation import run_isolated\n"
+                      "print(run_isolated(os.getpid, path='-', timeout_s=60))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "while it was importing your script's main module" in done.stderr  # said by each worker
+    assert "died while starting" in done.stderr  # and by the caller, instead of hanging
+    assert 'if __name__ == "__main__":' in done.stderr
+
+
 def test_media_errors_survive_pickling():
     import pickle
 
