@@ -2,10 +2,12 @@
 
 Two ratios are printed. The whole-run ratio times one flow run over the library, so it
 includes the fixed cost of a run (Prefect's flow start and end, discovery, the commit).
-The steady-state ratio is the marginal rate: the library and every eighth file of it are
-both timed, back to back, and the difference in time is set against the difference in
-frames (median over the repeats). That is the throughput a large library sees, where a
-run's fixed seconds no longer count; the fixed cost is printed beside it.
+The steady-state ratio is the marginal rate: in each repeat the library and every eighth
+file of it are both timed, back to back (in alternating order), for decode-only and for
+the flow, and the ratio is (decode time of the extra frames) / (ingest time of the same
+frames); the median over the repeats is printed. That is the throughput a large library
+sees, where a run's fixed seconds no longer count. The fixed seconds the fit implies are
+printed beside it, for ingest and for decode-only.
 
 Also measures the two frame encodings of the shards (raw+zstd vs JPEG): bytes per clip,
 write and read speed, so the default can be chosen by numbers.
@@ -81,7 +83,8 @@ def main() -> None:
     parser.add_argument("--encodings", nargs="+", default=["jpeg", "raw"], choices=["jpeg", "raw"])
     parser.add_argument("--generated", type=int, default=64,
                         help="without --library: how many 10 s 640x360 videos to generate beside the real clips")
-    parser.add_argument("--repeats", type=int, default=3, help="timings per side, interleaved; the best counts")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timings per side, interleaved; the best counts for whole runs, the median for the steady state")
     args = parser.parse_args()
     library = args.library or default_library(_TMP / "library", args.generated)
     files = sorted(str(p) for p in library.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
@@ -115,10 +118,13 @@ def main() -> None:
 
         decode(files[:workers])  # start the workers outside the timing
         # Interleaved, best of --repeats for every timing alike: this machine's speed drifts by
-        # ±10% between runs, and a slow spell should not land on one side only.
+        # ±10% between runs, and a slow spell should not land on one side only. The steady
+        # state pairs timings within a repeat (drift cancels) and alternates which side goes
+        # first (a run's after-effects, e.g. page-cache writeback, land on both).
         for repeat in range(args.repeats):
             this_run = {}
-            for side, (_, side_files) in sides.items():
+            order = list(sides.items()) if repeat % 2 == 0 else list(sides.items())[::-1]
+            for side, (_, side_files) in order:
                 start = time.perf_counter()
                 frames[side] = decode(side_files)
                 this_run[("decode", side)] = time.perf_counter() - start
@@ -131,7 +137,7 @@ def main() -> None:
             job_s = min(job_s, time.perf_counter() - start)
             shutil.rmtree(parts)
             for encoding in args.encodings:
-                for side, (root, _) in sides.items():
+                for side, (root, _) in order:
                     if encoding != "jpeg" and side == "few":
                         continue  # the marginal rate is measured for the default encoding only
                     home = _TMP / f"home-{encoding}-{side}-{repeat}"
@@ -142,9 +148,11 @@ def main() -> None:
                     this_run[(encoding, side)] = ingest_s
                     assert summary["clips"] * args.clip_frames == frames[side], (summary["clips"], frames[side])
                     key = (encoding, side)
-                    if key not in rows or ingest_s < rows[key]["s"]:
-                        rows[key] = dict(s=ingest_s, summary=summary)
-                    if side == "few":
+                    if side == "all" and (key not in rows or ingest_s < rows[key]["s"]):
+                        if key in rows:
+                            shutil.rmtree(rows[key]["home"])  # keep only the best run's shards, for the read speed
+                        rows[key] = dict(s=ingest_s, summary=summary, home=home)
+                    else:
                         shutil.rmtree(home)
             if "jpeg" in args.encodings and "few" in sides:
                 steady.append(_marginal(this_run, frames))
@@ -162,21 +170,34 @@ def main() -> None:
               f"= {fps / decode_fps:.2f} x decode-only (whole run) | "
               f"{r['summary']['shard_bytes'] / r['summary']['clips'] / 2**20:.2f} MiB/clip | "
               f"read {read_clips / read_s:.1f} clips/s ({read_clips / read_s * args.clip_frames:,.0f} frames/s, 1 core)")
-    if steady:
-        ratios, fixed = sorted(r for r, _ in steady), sorted(f for _, f in steady)
+    usable = [m for m in steady if m is not None]
+    if usable:
+        ratios = sorted(m[0] for m in usable)
         print(f"steady state: ingest jpeg = {statistics.median(ratios):.2f} x decode-only "
               f"(marginal rate over the {total - frames['few']} clip-frames of all files but every eighth; "
-              f"median of {len(ratios)} repeats, range {ratios[0]:.2f}-{ratios[-1]:.2f}) | "
-              f"fixed cost of an ingest run {statistics.median(fixed):.1f} s")
+              f"median of {len(ratios)} repeats, range {ratios[0]:.2f}-{ratios[-1]:.2f}) | fixed seconds of a run: "
+              f"ingest {statistics.median(m[1] for m in usable):.1f} s, "
+              f"decode-only {statistics.median(m[2] for m in usable):.1f} s")
+    if len(usable) < len(steady):
+        print(f"steady state: {len(steady) - len(usable)} repeat(s) left out, the larger side was not slower")
     shutil.rmtree(_TMP, ignore_errors=True)
 
 
-def _marginal(times: dict, frames: dict) -> tuple[float, float]:
-    """One repeat's marginal ingest/decode ratio, and the fixed seconds of an ingest run it implies."""
+def _marginal(times: dict, frames: dict) -> tuple[float, float, float] | None:
+    """One repeat's steady-state ratio (throughput of ingest / of decode-only on the extra
+    frames = decode seconds / ingest seconds for them), and the fixed seconds of an ingest
+    and of a decode-only run that the straight line through the two sizes implies.
+
+    None when the larger side was not slower (noise on a tiny library): no rate to read.
+    """
+    extra_frames = frames["all"] - frames["few"]
     decode_extra = times[("decode", "all")] - times[("decode", "few")]
     ingest_extra = times[("jpeg", "all")] - times[("jpeg", "few")]
-    fixed = times[("jpeg", "all")] - ingest_extra * frames["all"] / (frames["all"] - frames["few"])
-    return decode_extra / ingest_extra, fixed
+    if extra_frames <= 0 or decode_extra <= 0 or ingest_extra <= 0:
+        return None
+    ingest_fixed = times[("jpeg", "all")] - ingest_extra * frames["all"] / extra_frames
+    decode_fixed = times[("decode", "all")] - decode_extra * frames["all"] / extra_frames
+    return decode_extra / ingest_extra, ingest_fixed, decode_fixed
 
 
 def _read_speed(shards: list[str]) -> tuple[float, int]:

@@ -22,6 +22,7 @@ _JOBS_PER_WORKER = 256  # recycling costs ~1 s of imports; decord leaks slowly, 
 _pool = None
 _lanes: dict[str, Any] = {}  # name -> a one-worker pool: jobs that must meet the same open decoder
 _pool_lock = threading.Lock()
+_jobs_done = 0  # jobs that returned in this process: a pool that breaks before any did points at start-up
 
 
 def default_workers() -> int:
@@ -31,12 +32,13 @@ def default_workers() -> int:
 
 def _new_pool(workers: int):
     if getattr(multiprocessing.current_process(), "_inheriting", False):
-        # A spawned worker re-imports the script that started it; an unguarded flow call
-        # there would start workers of its own, over and over (pebble waits on them silently).
+        # The flag multiprocessing's own check uses (spawn._check_not_importing_main). That
+        # check raises in pebble's pool thread, where nobody sees it and the caller waits on
+        # its job forever; raise here instead, in the caller's thread.
         raise RuntimeError(
-            "a decode worker process started while it was importing your script's main module: "
-            "worker processes are spawned and re-import that module, so module-level code runs in "
-            "each of them. Put the call that starts the flow under `if __name__ == \"__main__\":`."
+            "a decode worker tried to start decode workers of its own while importing your script's "
+            "main module: workers are spawned and re-import that module, so its module-level code "
+            "runs in each of them. Put the call that starts the flow under `if __name__ == \"__main__\":`."
         )
     if multiprocessing.current_process().daemon:
         raise RuntimeError(
@@ -74,19 +76,41 @@ def run_isolated(fn: Callable[..., Any], *args: Any, path: str, timeout_s: float
 
     from pebble import ProcessExpired
 
-    future = _get_pool(lane).schedule(fn, args=args, kwargs=kwargs, timeout=timeout_s)
+    global _jobs_done
+    pool = _get_pool(lane)
+    future = pool.schedule(fn, args=args, kwargs=kwargs, timeout=timeout_s)
     try:
-        return future.result()
+        result = _wait(future, pool)
     except FutureTimeout:
         raise DecodeTimeout(path, f"no result after {timeout_s:.0f} s; the worker was killed") from None
     except ProcessExpired as e:
         raise DecoderCrashed(path, f"the worker process died with exit code {e.exitcode}") from None
     except BrokenProcessPool as e:
-        raise RuntimeError(
-            "the decode worker processes died while starting, before any job ran (their own error "
-            "is printed above). If you started a flow from a script, put that call under "
-            "`if __name__ == \"__main__\":`."
-        ) from e
+        advice = (" No worker has finished a job in this process yet: if you started a flow from a script, "
+                  "put that call under `if __name__ == \"__main__\":` (workers re-import the script)."
+                  if _jobs_done == 0 else "")
+        raise RuntimeError(f"the decode worker pool broke ({e or type(e).__name__}); any error of the "
+                           f"workers' own is on standard error.{advice}") from e
+    _jobs_done += 1
+    return result
+
+
+def _wait(future, pool) -> Any:
+    """The job's result, under pebble's own deadline.
+
+    Waits in slices: pebble never resolves a job that was still queued when its pool broke,
+    so a broken pool must raise here instead of leaving the caller waiting forever.
+    """
+    from concurrent.futures.process import BrokenProcessPool
+
+    while True:
+        try:
+            return future.result(timeout=1.0)
+        except FutureTimeout:
+            if future.done():
+                return future.result()  # finished meanwhile, or pebble's deadline passed (re-raised)
+            if not pool.active:
+                raise BrokenProcessPool("the pool stopped with this job still queued") from None
 
 
 def warm_up() -> None:

@@ -131,8 +131,9 @@ def _is_retryable(error_kind: str | None) -> bool:
 def batches(refs: list[VideoRef], workers: int, max_per_batch: int = 16) -> list[list[VideoRef]]:
     """Split videos into batches: few enough tasks for Prefect (HAZARDS.md), enough to keep every worker busy.
 
-    Largest files first, so that a run does not end with one core decoding a big video it
-    picked up last while the others idle.
+    Roughly largest first (file size stands in for decode work, cheaply), so that a run is
+    less likely to end with one core decoding a big video it picked up last while the others
+    idle. Batches probe and queue concurrently, so the workers see this order per batch.
     """
     if not refs:
         return []

@@ -174,11 +174,12 @@ def test_cleanup_spares_this_runs_packing_folder_even_without_a_working_lock(tmp
 
 
 def test_batches_start_with_the_largest_files_and_cover_every_video_once():
-    refs = [VideoRef(f"/v/{i}.mp4", f"id{i}", size_bytes=size, mtime_ns=0)
-            for i, size in enumerate([5, 900, 40, 900, 7, 300, 1, 60, 2])]
-    split = batches(refs, workers=1, max_per_batch=4)
+    sizes = [5, 900, 40, 900, 7, 300, 1, 60, 2] + list(range(100, 131))  # 40 videos
+    refs = [VideoRef(f"/v/{i}.mp4", f"id{i}", size_bytes=size, mtime_ns=0) for i, size in enumerate(sizes)]
+    split = batches(refs, workers=1, max_per_batch=4)  # 40 // (4 * 1) = 10 per batch, capped at 4
+    assert [len(batch) for batch in split] == [4] * 10
     flat = [ref for batch in split for ref in batch]
     assert sorted(flat, key=lambda r: r.path) == sorted(refs, key=lambda r: r.path)
-    assert [ref.size_bytes for ref in flat] == sorted((r.size_bytes for r in refs), reverse=True)
+    assert [ref.size_bytes for ref in flat] == sorted(sizes, reverse=True)
     assert [ref.path for ref in flat[:2]] == ["/v/1.mp4", "/v/3.mp4"]  # equal sizes keep their order
-    assert max(len(batch) for batch in split) <= 4
+    assert [len(batch) for batch in batches(refs[:9], workers=1)] == [2, 2, 2, 2, 1]  # 9 // 4 = 2 per batch
