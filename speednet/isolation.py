@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable
 
 from speednet.errors import DecoderCrashed, DecodeTimeout
@@ -22,7 +23,7 @@ _JOBS_PER_WORKER = 256  # recycling costs ~1 s of imports; decord leaks slowly, 
 _pool = None
 _lanes: dict[str, Any] = {}  # name -> a one-worker pool: jobs that must meet the same open decoder
 _pool_lock = threading.Lock()
-_jobs_done = 0  # jobs that returned in this process: a pool that breaks before any did points at start-up
+_a_job_finished = False  # in this process: a pool that breaks before any job did points at worker start-up
 
 
 def default_workers() -> int:
@@ -72,11 +73,9 @@ def run_isolated(fn: Callable[..., Any], *args: Any, path: str, timeout_s: float
     ``lane`` share one worker of their own, so chunks of one video read sequentially meet
     the decoder the previous chunk left open (two workers would each re-open and seek).
     """
-    from concurrent.futures.process import BrokenProcessPool
-
     from pebble import ProcessExpired
 
-    global _jobs_done
+    global _a_job_finished
     pool = _get_pool(lane)
     future = pool.schedule(fn, args=args, kwargs=kwargs, timeout=timeout_s)
     try:
@@ -88,10 +87,10 @@ def run_isolated(fn: Callable[..., Any], *args: Any, path: str, timeout_s: float
     except BrokenProcessPool as e:
         advice = (" No worker has finished a job in this process yet: if you started a flow from a script, "
                   "put that call under `if __name__ == \"__main__\":` (workers re-import the script)."
-                  if _jobs_done == 0 else "")
+                  if not _a_job_finished else "")
         raise RuntimeError(f"the decode worker pool broke ({e or type(e).__name__}); any error of the "
                            f"workers' own is on standard error.{advice}") from e
-    _jobs_done += 1
+    _a_job_finished = True
     return result
 
 
@@ -101,8 +100,6 @@ def _wait(future, pool) -> Any:
     Waits in slices: pebble never resolves a job that was still queued when its pool broke,
     so a broken pool must raise here instead of leaving the caller waiting forever.
     """
-    from concurrent.futures.process import BrokenProcessPool
-
     while True:
         try:
             return future.result(timeout=1.0)

@@ -6,6 +6,7 @@ and can be called without Prefect as ``task.fn(...)``.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import glob
 import json
@@ -303,7 +304,7 @@ def _move_into(shard: PackedShard, shard_root: Path) -> PackedShard:
     """The same shard, renamed from the run's packing folder into the shards folder."""
     target = shard_root / shard.path.name
     os.replace(shard.path, target)
-    return PackedShard(target, shard.video_ids, shard.clip_count, shard.size_bytes)
+    return dataclasses.replace(shard, path=target)
 
 
 def _delete_dead_packing_folders(staging: Path, keep: Path) -> None:

@@ -123,7 +123,7 @@ def test_a_script_without_a_main_guard_fails_fast_with_what_to_do(tmp_path):
     import subprocess
     import sys
 
-    # Spawned workers re-import the main script; unguarded, each would start workers of its own.
+    # Spawned workers re-import the main script, so each worker re-runs its unguarded call.
     script = tmp_path / "unguarded.py"
     script.write_text("import os\nfrom speednet.isolation import run_isolated\n"
                       "print(run_isolated(os.getpid, path='-', timeout_s=60))\n")
