@@ -17,6 +17,8 @@ from types import TracebackType
 import ffmpeg
 import numpy as np
 
+from storage.atomic import partial_path  # stdlib-only: the one way this project names temp files
+
 
 @functools.cache
 def ffmpeg_exe() -> str:
@@ -61,7 +63,7 @@ class VideoWriter:
             raise ValueError(f"H.264 with yuv420p needs even frame sizes; got {width}x{height} for {path}")
         self.path = Path(path)
         self.width, self.height = width, height
-        self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self._tmp = partial_path(self.path)
         output_args = dict(vcodec="libx264", pix_fmt="yuv420p", crf=crf, preset=preset, r=fps)
         if gop_frames:
             output_args["g"] = gop_frames

@@ -32,6 +32,7 @@ import numpy as np
 from speednet.ffmpeg import VideoWriter, ffmpeg_exe
 from speednet.media import ContainerInfo, VideoDecoder
 from speednet.speedup import output_positions
+from storage.atomic import partial_path  # stdlib-only: the one way this project names temp files
 
 FrameReader = Callable[[np.ndarray], np.ndarray]  # sorted unique source indices -> (n, H, W, 3) uint8
 ATEMPO_MAX = 100.0  # ffmpeg's atempo range is 0.5 … 100 per filter
@@ -234,7 +235,7 @@ def mux_stretched_audio(video_path: str | Path, source_path: str | Path, speed: 
         raise ValueError(f"audio can follow speeds up to {ATEMPO_MAX:g}x (ffmpeg atempo); this curve reaches "
                          f"{float(np.max(speed)):.1f}x: lower s_max or render without audio")
     out_path = Path(out_path)
-    tmp = out_path.with_name(f".{out_path.stem}.partial{out_path.suffix}")
+    tmp = partial_path(out_path)
     duration = float(np.sum(1.0 / (fps * np.asarray(speed, dtype=np.float64))))
     commands = tempo_commands(speed, fps)
     with tempfile.TemporaryDirectory(prefix="speednet-atempo-") as folder:

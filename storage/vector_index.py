@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,6 +28,8 @@ import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from storage.atomic import atomic_write
 
 INDEX_FILE, MANIFEST_FILE, PARTS_DIR = "index.faiss", "manifest.json", "vectors"
 FLAT_LIMIT = 15_000
@@ -58,9 +59,8 @@ def write_part(directory: Path, video_id: str, start_frames: np.ndarray, fps: fl
         "end_s": (np.asarray(start_frames, dtype=np.float64) + clip_frames) / fps,
         "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]),
     })
-    tmp = path.with_name(f".{path.name}.partial")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        pq.write_table(table, tmp)
     return path
 
 
@@ -124,12 +124,10 @@ def save_index(directory: Path, index: faiss.Index, model_id: str) -> dict:
     manifest = {"model_id": model_id, "count": int(index.ntotal), "index_type": index_type(index), "dim": int(index.d),
                 "nprobe": IVF_NPROBE if index_type(index) == "ivf" else None,
                 "created_at": (old or {}).get("created_at", now), "updated_at": now}
-    tmp = directory / f".{INDEX_FILE}.partial"
-    faiss.write_index(index, str(tmp))
-    os.replace(tmp, directory / INDEX_FILE)
-    tmp = directory / f".{MANIFEST_FILE}.partial"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, directory / MANIFEST_FILE)
+    with atomic_write(directory / INDEX_FILE) as tmp:
+        faiss.write_index(index, str(tmp))
+    with atomic_write(directory / MANIFEST_FILE) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1))
     return manifest
 
 

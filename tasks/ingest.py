@@ -25,7 +25,8 @@ from speednet.errors import MediaError, VideoNotFound, retryable_kinds
 from speednet.isolation import run_isolated
 from speednet.media import VIDEO_EXTENSIONS, ContainerInfo, content_hash, probe_containers
 from storage import catalog
-from storage.shards import PackedShard, ShardPacker, partial_name
+from storage.atomic import PARTIAL_GLOB, atomic_write
+from storage.shards import PackedShard, ShardPacker
 from tasks.decode_job import decode_to_part
 from tasks.ingest_params import IngestParams
 
@@ -190,10 +191,8 @@ def _decode_one(ref: VideoRef, info: ContainerInfo, params: IngestParams, stagin
     staging.mkdir(parents=True, exist_ok=True)
     row = run_isolated(decode_to_part, ref.path, ref.video_id, info, params.as_dict(), str(part),
                        path=ref.path, timeout_s=decode_timeout_s)
-    summary_path = part.with_suffix(".json")
-    tmp = partial_name(summary_path)
-    tmp.write_text(json.dumps(row))
-    os.replace(tmp, summary_path)
+    with atomic_write(part.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(row))
     return row
 
 
@@ -334,7 +333,7 @@ def _delete_unlisted_shards(con, shard_root: Path) -> None:
     for path in shard_root.glob("*.parquet"):
         if str(path) not in listed:
             path.unlink(missing_ok=True)
-    for path in shard_root.glob(".*.partial"):
+    for path in shard_root.glob(PARTIAL_GLOB):
         path.unlink(missing_ok=True)
 
 

@@ -26,6 +26,7 @@ from speednet.ffmpeg import VideoWriter
 from speednet.synthetic import draw
 from speednet.synthetic.scenes import (DEFAULT_SIZES, Ball, Pendulum, SceneParams, SlidingBox, Spring,
                                        object_positions_m, sample_scene)
+from storage.atomic import atomic_write  # stdlib-only: the one way this project writes files atomically
 
 CRF = 20
 PRESET = "veryfast"
@@ -183,9 +184,8 @@ def index_record(scene: SceneParams, video_name: str) -> dict:
 
 
 def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(obj))
 
 
 def render_clip(params: SceneParams, out_path: str | Path, *, crf: int = CRF, preset: str = PRESET,
@@ -286,7 +286,6 @@ def write_synthetic_library(
                 if progress:
                     progress()
     lines = [json.dumps(records[name]) for name, _ in scenes]
-    tmp = out_dir / ".scenes.jsonl.partial"
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, out_dir / "scenes.jsonl")
+    with atomic_write(out_dir / "scenes.jsonl") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
     return [out_dir / name for name, _ in scenes]
