@@ -25,7 +25,7 @@ from speednet.errors import MediaError, VideoNotFound, retryable_kinds
 from speednet.isolation import run_isolated
 from speednet.media import VIDEO_EXTENSIONS, ContainerInfo, content_hash, probe_containers
 from storage import catalog
-from storage.atomic import PARTIAL_GLOB, atomic_write
+from storage.atomic import PARTIAL_GLOB, atomic_write, remove_dead_partials
 from storage.shards import PackedShard, ShardPacker
 from tasks.decode_job import decode_to_part
 from tasks.ingest_params import IngestParams
@@ -71,18 +71,23 @@ def discover_videos(library: str) -> list[str]:
     """Video files under ``library``: a folder (searched recursively), a glob pattern, or one file.
 
     Files are picked by extension (see ``VIDEO_EXTENSIONS``); whether they really are videos
-    is found out later and recorded.
+    is found out later and recorded. In a folder, hidden files and folders are skipped, as a
+    glob skips them: writers' temp files, macOS's ``._*`` copies, ``.git``.
     """
     root = Path(library).expanduser()
     if root.is_file():
         candidates = [root]
     elif root.is_dir():
-        candidates = [p for p in root.rglob("*") if p.is_file()]
+        candidates = [p for p in root.rglob("*") if p.is_file() and not _hidden(p.relative_to(root))]
     else:
         candidates = [Path(p) for p in glob.glob(str(root), recursive=True) if Path(p).is_file()]
         if not candidates:
             raise FileNotFoundError(f"library {library!r} is neither a folder, a file, nor a glob matching any file")
     return sorted(str(p.resolve()) for p in candidates if p.suffix.lower() in VIDEO_EXTENSIONS)
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
 
 
 @task(name="identify-videos", cache_policy=NO_CACHE)
@@ -269,6 +274,7 @@ def commit_ingest(rows: list[dict], failures: list[Failure], refs: list[VideoRef
     with catalog.writer(catalog_path) as con:
         _delete_unlisted_shards(con, shard_root)
         _delete_dead_packing_folders(Path(packing_dir).parent, keep=Path(packing_dir))
+        remove_dead_partials(Path(packing_dir).parent)  # of parts a killed run was writing
         shard_root.mkdir(parents=True, exist_ok=True)
         packed = [_move_into(shard, shard_root) for shard in packed]
         shard_of = {vid: shard for shard in packed for vid in shard.video_ids}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -24,6 +25,7 @@ Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 import pytest  # noqa: E402
 
 from speednet.ffmpeg import ffmpeg_exe  # noqa: E402
+from storage.atomic import partial_path  # noqa: E402
 
 
 def ffmpeg(*args: str) -> None:
@@ -78,6 +80,22 @@ EXPECTED_KIND = {
     "still_image": "not_a_video",
     "one_frame": "too_short",
 }
+
+
+def exited_pid() -> int:
+    """The pid of a process that has run and been reaped: a killed writer."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def leftover_partial(target: Path, pid: int, host: str | None = None) -> Path:
+    """A temp file of ``target`` as writer ``pid`` on ``host`` (default: this one) would have left it."""
+    name = partial_path(target).name  # .<target>.<host>-<pid>-<token>.partial<suffix>
+    this_host = name[len(target.name) + 2:].split("-")[0]
+    leftover = target.with_name(name.replace(f"{this_host}-{os.getpid()}-", f"{host or this_host}-{pid}-"))
+    leftover.write_bytes(b"half a file")
+    return leftover
 
 
 @pytest.fixture(scope="session")

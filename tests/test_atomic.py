@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from conftest import exited_pid, leftover_partial
 from speednet.ffmpeg import VideoWriter
 from speednet.media import VideoDecoder, probe_container
-from storage.atomic import PARTIAL_GLOB, atomic_write
+from storage.atomic import PARTIAL_GLOB, atomic_write, remove_dead_partials
 
 
 def test_two_overlapping_writers_of_one_file_both_succeed_and_the_last_wins(tmp_path):
@@ -41,3 +48,31 @@ def test_two_video_writers_of_one_file_at_once_both_finish_with_a_whole_video(tm
     decoded = VideoDecoder(target, probe_container(target), short_side_px=64).decode([0, 9])
     assert decoded.shape == (2, 64, 96, 3) and decoded.mean() > 150  # the last to finish (the outer) wins
     assert list(tmp_path.glob(PARTIAL_GLOB)) == []
+
+
+def test_the_next_writer_removes_a_killed_writers_temp_file_and_spares_live_and_foreign_ones(tmp_path):
+    target = tmp_path / "part.parquet"
+    dead = leftover_partial(target, exited_pid())
+    live = leftover_partial(target, os.getpid())
+    foreign = leftover_partial(target, exited_pid(), host="otherhost")
+    other_target = leftover_partial(tmp_path / "other.parquet", exited_pid())
+    with atomic_write(target) as tmp:
+        tmp.write_text("whole")
+    assert not dead.exists()
+    assert live.exists() and foreign.exists() and other_target.exists()
+    assert target.read_text() == "whole"
+    assert remove_dead_partials(tmp_path) == [other_target]  # a sweep of the whole folder
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_a_killed_but_unreaped_writer_counts_as_gone(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", "pass"])  # not waited for: a zombie once it exits
+    try:
+        stat = Path(f"/proc/{child.pid}/stat")
+        deadline = time.monotonic() + 30
+        while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        leftover = leftover_partial(tmp_path / "plot.png", child.pid)
+        assert remove_dead_partials(tmp_path, "plot.png") == [leftover]
+    finally:
+        child.wait()

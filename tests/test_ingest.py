@@ -13,11 +13,11 @@ import time
 import numpy as np
 
 from _catalog import rows as catalog_rows
-from conftest import EXPECTED_KIND, make_video
+from conftest import EXPECTED_KIND, exited_pid, leftover_partial, make_video
 from flows.ingest import ingest_library
 from speednet.media import VideoDecoder, probe_container
 from storage.shards import ShardWriter, iter_clips
-from tasks.ingest import ShardStager, VideoRef, _delete_dead_packing_folders, batches
+from tasks.ingest import ShardStager, VideoRef, _delete_dead_packing_folders, batches, discover_videos
 from tasks.ingest_params import IngestParams
 
 SMALL = dict(short_side_px=64, clip_frames=16)
@@ -120,6 +120,7 @@ def test_a_killed_run_resumes_without_duplicates_or_half_written_files(tmp_path,
     dead.mkdir(exist_ok=True)
     (dead / ".lock").touch()
     (dead / "shard-half.parquet").write_bytes(b"half a shard")
+    leftover_partial(staging / "0123-gone.parquet", exited_pid())  # a killed writer's part of a file since deleted
     live = staging / "packing-liverun"  # a concurrent run still packing: it holds its lock
     live.mkdir()
     live_lock = open(live / ".lock", "w")
@@ -183,3 +184,11 @@ def test_batches_start_with_the_largest_files_and_cover_every_video_once():
     assert [ref.size_bytes for ref in flat] == sorted(sizes, reverse=True)
     assert [ref.path for ref in flat[:2]] == ["/v/1.mp4", "/v/3.mp4"]  # equal sizes keep their order
     assert [len(batch) for batch in batches(refs[:9], workers=1)] == [2, 2, 2, 2, 1]  # 9 // 4 = 2 per batch
+
+
+def test_discovery_skips_hidden_files_and_folders_like_a_writers_temp_file(library):
+    visible = discover_videos.fn(str(library))
+    shutil.copy(visible[0], library / ".clip.mp4.host-1-0123abcd.partial.mp4")  # a writer still at work
+    (library / ".cache").mkdir()
+    shutil.copy(visible[0], library / ".cache" / "copy.mp4")
+    assert discover_videos.fn(str(library)) == visible
