@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 
 from speednet.clips import plan_clips  # noqa: E402
 from speednet.ffmpeg import ffmpeg_exe  # noqa: E402
-from speednet.media import VIDEO_EXTENSIONS, VideoDecoder, frame_step_for, probe_containers  # noqa: E402
+from speednet.media import VideoDecoder, frame_step_for, probe_containers  # noqa: E402
 from speednet.samples import write_real_clips  # noqa: E402
 
 
@@ -87,7 +87,9 @@ def main() -> None:
                         help="timings per side, interleaved; the best counts for whole runs, the median for the steady state")
     args = parser.parse_args()
     library = args.library or default_library(_TMP / "library", args.generated)
-    files = sorted(str(p) for p in library.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
+    from tasks.ingest import discover_videos  # here, not at the top: the pool's workers re-import this script
+
+    files = discover_videos.fn(str(library))  # what ingest would find
     files.sort(key=os.path.getsize, reverse=True)  # largest first, in the reference too, as ingest schedules them
     workers = os.cpu_count() or 1
     print(f"library: {library} ({len(files)} files), short side {args.short_side_px}px, {workers} cores")

@@ -78,7 +78,7 @@ def random_model():
 # ---------------------------------------------------------------- helpers
 
 def sample_files(limit: int | None) -> list[str]:
-    real = sorted(str(p) for p in (SAMPLES / "real").glob("*.mp4"))
+    real = sorted(str(p) for p in (SAMPLES / "real").glob("[!.]*.mp4"))
     if not real:
         sys.exit(f"no real sample clips under {SAMPLES / 'real'}: run `.venv/bin/python -m flows.cli samples var/samples` first")
     synthetic = sorted(str(p) for p in (SAMPLES / "synthetic").glob("scene-00*.mp4"))[:10]
@@ -219,17 +219,17 @@ def section_modes(model, files: list[str], cache: dict, meaningful: bool) -> Non
 def long_video(minutes: int) -> Path:
     """A cached testsrc2 128x72 30 fps H.264 video of ``minutes`` minutes under var/bench/."""
     from speednet.ffmpeg import ffmpeg_exe
+    from storage.atomic import atomic_write
 
     path = BENCH_DIR / f"testsrc2-128x72-30fps-{minutes}min.mp4"
     if path.exists():
         return path
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.partial.mp4")
     start = time.perf_counter()
-    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-f", "lavfi",
-                    "-i", "testsrc2=size=128x72:rate=30", "-t", str(minutes * 60), "-c:v", "libx264",
-                    "-preset", "ultrafast", "-g", "60", "-pix_fmt", "yuv420p", str(partial)], check=True)
-    partial.rename(path)
+    with atomic_write(path) as partial:
+        subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-f", "lavfi",
+                        "-i", "testsrc2=size=128x72:rate=30", "-t", str(minutes * 60), "-c:v", "libx264",
+                        "-preset", "ultrafast", "-g", "60", "-pix_fmt", "yuv420p", str(partial)], check=True)
     print(f"  generated {path.relative_to(ROOT)} ({path.stat().st_size / 2**20:.1f} MiB) in {time.perf_counter() - start:.1f} s")
     return path
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,8 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+
+from storage.atomic import atomic_write  # stdlib-only: the one way this project writes files atomically
 
 # torchvision's s3d(): the ungated backbone plus its 400-class Kinetics head (1024·400 + 400).
 S3D_REFERENCE_PARAMS = 8_320_048
@@ -318,17 +319,10 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: SpeedNetConfig |
         "extra": _plain(dict(extra or {})),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the model from other users of the registry
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 

@@ -1,19 +1,20 @@
 """Atomic file writes: write under a hidden temp name beside the target, then rename.
 
-A reader never sees half a file. Each writer gets its own temp name, which names its host
-and process, so two runs writing the same output at once (two score runs plotting the
-same video, two ingest runs staging the same new file) both succeed and the last rename
-wins, instead of one renaming the other's file away. A writer that was killed leaves its
-temp file behind; the next writer of the same target removes it once that process is
-gone, which is what reusing one fixed temp name used to do implicitly.
+A reader never sees half a file. Each writer gets its own temp name, which names its
+machine and process, so two runs writing the same output at once (two score runs plotting
+the same video, two ingest runs staging the same new file) both succeed and the last
+rename wins, instead of one renaming the other's file away. A writer that was killed
+leaves its temp file behind; the first write into that folder by a later process removes
+it once the writer's process is gone (ingest's commit also sweeps the staging folder).
 
-Standard library only, so that ``speednet``'s encoders may use it too (they import
-nothing else from ``storage``).
+Standard library only, so that ``speednet``'s encoders and checkpoints may use it too (they
+import nothing else from ``storage``).
 """
 
 from __future__ import annotations
 
-import glob
+import functools
+import hashlib
 import os
 import re
 import secrets
@@ -23,18 +24,32 @@ from pathlib import Path
 from typing import Iterator
 
 PARTIAL_GLOB = ".*.partial*"  # matches every name partial_path makes
-_WRITER = re.compile(r"\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-[0-9a-f]{8}\.partial(\.[^.]*)?$")
+_NAME_MAX_BYTES = 255  # the longest file name of ext4, xfs, btrfs, APFS
+_WRITER = re.compile(r"\.(?P<machine>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]{8}\.partial(\.[^.]*)?$")
+_swept: set[Path] = set()
 
 
 def partial_path(path: str | Path) -> Path:
-    """A fresh temp name beside ``path`` for one writer; dead writers' temp files of ``path`` are removed first.
+    """A fresh temp name beside ``path`` for this writer alone: hidden, and keeping the suffix.
 
-    The name is hidden (a leading dot) and keeps the suffix, from which ffmpeg and matplotlib
-    choose the format. Note that ``Path.glob("*.png")`` does match hidden files.
+    ffmpeg and matplotlib choose the output format from the suffix. Note that
+    ``Path.glob("*.png")`` matches hidden files: skip names starting with a dot. The first
+    call per folder in a process removes dead writers' temp files there.
     """
     path = Path(path)
-    remove_dead_partials(path.parent, path.name)
-    return path.with_name(f".{path.name}.{_host()}-{os.getpid()}-{secrets.token_hex(4)}.partial{path.suffix}")
+    if path.parent not in _swept:
+        remove_dead_partials(path.parent)
+        _swept.add(path.parent)
+    return path.with_name(temp_name(path.name, os.getpid(), secrets.token_hex(4)))
+
+
+def temp_name(name: str, pid: int, token: str) -> str:
+    """The temp file name of writer ``pid`` on this machine for the file ``name`` (shortened to fit a file name)."""
+    suffix = Path(name).suffix if len(Path(name).suffix.encode()) <= 16 else ""
+    tail = f".{_machine()}-{pid}-{token}.partial{suffix}"
+    room = _NAME_MAX_BYTES - 1 - len(tail.encode())
+    head = name.encode()[:room].decode(errors="ignore")  # cut on a character boundary
+    return f".{head}{tail}"
 
 
 @contextmanager
@@ -50,24 +65,37 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
         raise
 
 
-def remove_dead_partials(folder: str | Path, target: str | None = None) -> list[Path]:
-    """Delete the temp files in ``folder`` (of file ``target`` only, if named) whose writer has exited; those deleted.
+def remove_dead_partials(folder: str | Path) -> list[Path]:
+    """Delete the temp files in ``folder`` whose writer has exited; the ones deleted.
 
-    A writer is a process on this host; live writers' files stay, and so do other hosts'
-    (a process there cannot be checked from here).
+    Only writers on this machine (same host name, boot and process namespace) can be
+    checked; live writers' files stay, and so do other machines' (their own next write
+    into the folder removes them).
     """
-    pattern = f".{glob.escape(target)}.*.partial*" if target else PARTIAL_GLOB
     removed = []
-    for tmp in Path(folder).glob(pattern):
+    for tmp in Path(folder).glob(PARTIAL_GLOB):
         writer = _WRITER.search(tmp.name)
-        if writer and writer["host"] == _host() and not _alive(int(writer["pid"])):
+        if writer and writer["machine"] == _machine() and not _alive(int(writer["pid"])):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
 
 
-def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:40] or "host"
+@functools.cache
+def _machine() -> str:
+    """8 hex digits that differ between machines and between containers sharing a host name."""
+    def read(path: str) -> str:
+        try:
+            return Path(path).read_text().strip()
+        except OSError:
+            return ""
+
+    try:
+        pid_namespace = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        pid_namespace = ""
+    identity = "|".join([socket.gethostname(), read("/proc/sys/kernel/random/boot_id"), pid_namespace])
+    return hashlib.blake2b(identity.encode(), digest_size=4).hexdigest()
 
 
 def _alive(pid: int) -> bool:

@@ -25,7 +25,7 @@ from speednet.errors import MediaError, VideoNotFound, retryable_kinds
 from speednet.isolation import run_isolated
 from speednet.media import VIDEO_EXTENSIONS, ContainerInfo, content_hash, probe_containers
 from storage import catalog
-from storage.atomic import PARTIAL_GLOB, atomic_write, remove_dead_partials
+from storage.atomic import atomic_write, remove_dead_partials
 from storage.shards import PackedShard, ShardPacker
 from tasks.decode_job import decode_to_part
 from tasks.ingest_params import IngestParams
@@ -336,11 +336,10 @@ def _delete_dead_packing_folders(staging: Path, keep: Path) -> None:
 def _delete_unlisted_shards(con, shard_root: Path) -> None:
     """Remove shard files (and temp files) that no committed catalog row vouches for."""
     listed = {row[0] for row in con.execute("SELECT shard_path FROM shards").fetchall()}
-    for path in shard_root.glob("*.parquet"):
+    for path in shard_root.glob("[!.]*.parquet"):
         if str(path) not in listed:
             path.unlink(missing_ok=True)
-    for path in shard_root.glob(PARTIAL_GLOB):
-        path.unlink(missing_ok=True)
+    remove_dead_partials(shard_root)
 
 
 def _follow_moved_files(con, refs: list[VideoRef], just_written: set[str]) -> None:

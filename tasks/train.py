@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from prefect.cache_policies import NONE as NO_CACHE
 
 from speednet.media import content_hash
 from storage import catalog
+from storage.atomic import atomic_write
 from storage.clip_dataset import ClipSource
 from storage.shards import iter_clips
 from tasks.progress import StepProgress
@@ -191,9 +191,8 @@ def register_model(checkpoint: str, config: TrainConfig, split: DataSplit, metri
     target = Path(models_dir) / f"{model_id}.pt"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.partial")
-        shutil.copyfile(checkpoint, tmp)
-        os.replace(tmp, target)
+        with atomic_write(target) as tmp:
+            shutil.copyfile(checkpoint, tmp)
     _, model_config, _ = load_checkpoint(target)
     with catalog.writer(catalog_path) as con:
         catalog.upsert(con, "models", "model_id", [{

@@ -7,6 +7,7 @@ module imports a flow.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,7 @@ Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 import pytest  # noqa: E402
 
 from speednet.ffmpeg import ffmpeg_exe  # noqa: E402
-from storage.atomic import partial_path  # noqa: E402
+from storage.atomic import temp_name  # noqa: E402
 
 
 def ffmpeg(*args: str) -> None:
@@ -89,11 +90,12 @@ def exited_pid() -> int:
     return child.pid
 
 
-def leftover_partial(target: Path, pid: int, host: str | None = None) -> Path:
-    """A temp file of ``target`` as writer ``pid`` on ``host`` (default: this one) would have left it."""
-    name = partial_path(target).name  # .<target>.<host>-<pid>-<token>.partial<suffix>
-    this_host = name[len(target.name) + 2:].split("-")[0]
-    leftover = target.with_name(name.replace(f"{this_host}-{os.getpid()}-", f"{host or this_host}-{pid}-"))
+def leftover_partial(target: Path, pid: int, other_machine: bool = False) -> Path:
+    """The temp file of ``target`` that writer ``pid`` (on this machine, or another) left when it was killed."""
+    name = temp_name(target.name, pid, "0badc0de")
+    if other_machine:
+        name = re.sub(r"\.[0-9a-f]{8}-(\d+)-0badc0de", r".ffffffff-\1-0badc0de", name)
+    leftover = target.with_name(name)
     leftover.write_bytes(b"half a file")
     return leftover
 

@@ -50,18 +50,28 @@ def test_two_video_writers_of_one_file_at_once_both_finish_with_a_whole_video(tm
     assert list(tmp_path.glob(PARTIAL_GLOB)) == []
 
 
-def test_the_next_writer_removes_a_killed_writers_temp_file_and_spares_live_and_foreign_ones(tmp_path):
+def test_a_later_writer_removes_killed_writers_temp_files_and_spares_live_and_foreign_ones(tmp_path):
     target = tmp_path / "part.parquet"
-    dead = leftover_partial(target, exited_pid())
+    dead = [leftover_partial(target, exited_pid()), leftover_partial(tmp_path / "other.json", exited_pid())]
     live = leftover_partial(target, os.getpid())
-    foreign = leftover_partial(target, exited_pid(), host="otherhost")
-    other_target = leftover_partial(tmp_path / "other.parquet", exited_pid())
+    foreign = leftover_partial(target, exited_pid(), other_machine=True)
+    assert all(p.exists() for p in dead)
     with atomic_write(target) as tmp:
         tmp.write_text("whole")
-    assert not dead.exists()
-    assert live.exists() and foreign.exists() and other_target.exists()
+    assert not any(p.exists() for p in dead)
+    assert live.exists() and foreign.exists()
     assert target.read_text() == "whole"
-    assert remove_dead_partials(tmp_path) == [other_target]  # a sweep of the whole folder
+    late = leftover_partial(target, exited_pid())
+    assert remove_dead_partials(tmp_path) == [late]
+
+
+def test_a_long_file_name_still_gets_a_temp_name_that_fits(tmp_path):
+    target = tmp_path / ("é" * 120 + ".mp4")  # 244 bytes: the old fixed temp name did fit, a unique one must too
+    with atomic_write(target) as tmp:
+        assert len(tmp.name.encode()) <= 255 and tmp.suffix == ".mp4"
+        tmp.write_text("whole")
+    assert target.read_text() == "whole"
+    assert list(tmp_path.glob(PARTIAL_GLOB)) == []
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
@@ -73,6 +83,6 @@ def test_a_killed_but_unreaped_writer_counts_as_gone(tmp_path):
         while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z" and time.monotonic() < deadline:
             time.sleep(0.02)
         leftover = leftover_partial(tmp_path / "plot.png", child.pid)
-        assert remove_dead_partials(tmp_path, "plot.png") == [leftover]
+        assert remove_dead_partials(tmp_path) == [leftover]
     finally:
         child.wait()

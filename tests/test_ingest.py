@@ -108,11 +108,11 @@ def test_a_killed_run_resumes_without_duplicates_or_half_written_files(tmp_path,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     staging = home / "shards" / "staging"
     deadline = time.monotonic() + 240
-    while not list(staging.glob("*.json")) and time.monotonic() < deadline and run.poll() is None:
+    while not list(staging.glob("[!.]*.json")) and time.monotonic() < deadline and run.poll() is None:
         time.sleep(0.05)
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
-    staged_before = len(list(staging.glob("*.json")))
+    staged_before = len(list(staging.glob("[!.]*.json")))
     assert staged_before >= 1, "the run was killed before it staged anything; the test proves nothing"
     assert not (home / "catalog.duckdb").exists() or not catalog_rows(home, "SELECT * FROM videos")
     (home / "shards" / "shard-orphan.parquet").write_bytes(b"debris of a run killed while packing")

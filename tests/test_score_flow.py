@@ -165,7 +165,7 @@ def test_a_killed_run_leaves_whole_videos_and_a_rerun_finishes(home_copy, tmp_pa
     run = _start(home, tmp_path / "prefect")
     plots = home / "plots" / "speediness"
     deadline = time.monotonic() + 240
-    while not list(plots.glob("*.png")) and time.monotonic() < deadline and run.poll() is None:
+    while not list(plots.glob("[!.]*.png")) and time.monotonic() < deadline and run.poll() is None:
         time.sleep(0.05)
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
