@@ -334,7 +334,7 @@ def _delete_dead_packing_folders(staging: Path, keep: Path) -> None:
 
 
 def _delete_unlisted_shards(con, shard_root: Path) -> None:
-    """Remove shard files (and temp files) that no committed catalog row vouches for."""
+    """Remove shard files that no committed catalog row vouches for, and dead writers' temp files."""
     listed = {row[0] for row in con.execute("SELECT shard_path FROM shards").fetchall()}
     for path in shard_root.glob("[!.]*.parquet"):
         if str(path) not in listed:

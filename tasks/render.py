@@ -113,7 +113,7 @@ def speedup_video(path: str, scores: StoredScores, settings: RenderSettings, out
         baseline = uniform_plan(n_frames, len(adaptive), scores.fps, fps_out, settings.render.blend)
         render(read, [adaptive, baseline], frame_size, side_path, fps_out, settings.render)
     with_audio = settings.audio and info.has_audio
-    video_only = partial_path(out_path.with_name(f"{out_path.stem}-video{out_path.suffix}")) if with_audio else out_path
+    video_only = partial_path(out_path) if with_audio else out_path  # the picture alone, until the audio is muxed in
     frames = render(read, [adaptive], frame_size, video_only, fps_out, settings.render, on_progress)
     if with_audio:
         try:

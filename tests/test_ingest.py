@@ -188,7 +188,7 @@ def test_batches_start_with_the_largest_files_and_cover_every_video_once():
 
 def test_discovery_skips_hidden_files_and_folders_like_a_writers_temp_file(library):
     visible = discover_videos.fn(str(library))
-    shutil.copy(visible[0], library / ".clip.mp4.host-1-0123abcd.partial.mp4")  # a writer still at work
+    leftover_partial(library / "clip.mp4", os.getpid())  # a writer still at work
     (library / ".cache").mkdir()
     shutil.copy(visible[0], library / ".cache" / "copy.mp4")
     assert discover_videos.fn(str(library)) == visible

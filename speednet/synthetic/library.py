@@ -183,11 +183,6 @@ def index_record(scene: SceneParams, video_name: str) -> dict:
             "segments": [{"start_frame": s.start_frame, "speed": s.speed} for s in scene.segments]}
 
 
-def _write_json_atomic(path: Path, obj) -> None:
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(obj))
-
-
 def render_clip(params: SceneParams, out_path: str | Path, *, crf: int = CRF, preset: str = PRESET,
                 include_tracks: bool = True) -> dict:
     """Write one scene to `out_path` (H.264 .mp4) and its sidecar beside it (.json); return the index record.
@@ -200,7 +195,8 @@ def render_clip(params: SceneParams, out_path: str | Path, *, crf: int = CRF, pr
                      gop_frames=int(round(params.fps)), extra_output_args={"threads": 1}) as writer:
         for batch in render_frames(params):
             writer.write(batch)
-    _write_json_atomic(out_path.with_suffix(".json"), sidecar(params, out_path.name, include_tracks=include_tracks))
+    with atomic_write(out_path.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(sidecar(params, out_path.name, include_tracks=include_tracks)))
     return index_record(params, out_path.name)
 
 
