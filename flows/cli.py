@@ -85,12 +85,16 @@ def ingest(
 def print_ingest_summary(summary: dict) -> None:
     """Counts, then one line per failed file with its reason."""
     table = Table(title=f"ingest of {summary['library']}")
-    for column in ("found", "skipped", "ingested", "failed", "clips"):
+    columns = ("found", "skipped", "ingested", "failed", "missing", "clips")
+    for column in columns:
         table.add_column(column, justify="right")
-    table.add_row(*(str(summary[c]) for c in ("found", "skipped", "ingested", "failed", "clips")))
+    table.add_row(*(str(summary[c]) for c in columns))
     console.print(table)
     for failure in summary["failures"]:
         console.print(f"[red]failed[/red] [{failure['error_kind']}] {failure['error']}")
+    if summary["missing"]:
+        console.print(f"{summary['missing']} catalogued videos are gone from the library (their file was deleted "
+                      "or now holds other bytes): see the missing_videos view")
     console.print(f"catalog: {summary['catalog']}")
 
 

@@ -61,7 +61,8 @@ def ingest_library(
                 rows += stager.add([o for o in outcomes if isinstance(o, dict)])  # packed while later batches decode
                 failures += [o for o in outcomes if isinstance(o, Failure)]
                 progress.advance(len(outcomes))
-        summary = commit_ingest(rows, failures, refs, params, catalog_path, shards_dir, stager.finish(), str(stager.folder))
+        summary = commit_ingest(rows, failures, refs, params, catalog_path, shards_dir, stager.finish(), str(stager.folder),
+                                library)
     summary.update(library=library, found=len(found), skipped=len(refs) - len(todo), catalog=catalog_path,
         failures=[{"path": f.path, "error_kind": f.error_kind, "error": f.error} for f in failures])
     _publish(summary)
@@ -70,7 +71,7 @@ def ingest_library(
 
 def _publish(summary: dict) -> None:
     """The run's outcome as table artifacts (counts, then each failure with its reason)."""
-    counts = {k: summary[k] for k in ("found", "skipped", "ingested", "failed", "clips", "shard_bytes")}
+    counts = {k: summary[k] for k in ("found", "skipped", "ingested", "failed", "missing", "clips", "shard_bytes")}
     create_table_artifact([counts], key="ingest-summary", description=f"Ingest of {summary['library']}")
     if summary["failures"]:
         create_table_artifact(summary["failures"], key="ingest-failures",

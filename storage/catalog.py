@@ -22,7 +22,7 @@ from typing import Iterator
 import duckdb
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: videos.missing_since and the missing_videos view
 _LOCK_RETRY_S = 30.0
 
 
@@ -31,27 +31,47 @@ def _schema_sql() -> str:
 
 
 def connect(path: str | Path, *, read_only: bool = False, retry_s: float = _LOCK_RETRY_S) -> duckdb.DuckDBPyConnection:
-    """Open the catalog (creating it and its schema when writable), retrying while another process holds it."""
+    """Open the catalog, retrying while another process holds it.
+
+    A writable connection creates or updates the schema. A read-only one first brings a
+    catalog made by an older speednet up to date, so queries never meet a missing column.
+    """
     path = Path(path)
     if read_only and not path.exists():
         raise FileNotFoundError(f"no catalog at {path}; run the ingest-library flow first (`speednet ingest LIBRARY`)")
     path.parent.mkdir(parents=True, exist_ok=True)
+    con = _open(path, read_only, retry_s)
+    if not read_only:
+        con.execute(_schema_sql())
+        if _version(con) < SCHEMA_VERSION:
+            con.execute("DELETE FROM schema_version")
+            con.execute("INSERT INTO schema_version VALUES (?)", [SCHEMA_VERSION])
+    elif _version(con) < SCHEMA_VERSION:  # made by an older speednet: bring it up to date first
+        con.close()
+        connect(path, retry_s=retry_s).close()
+        con = _open(path, read_only, retry_s)
+    return con
+
+
+def _open(path: Path, read_only: bool, retry_s: float) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + retry_s
     delay = 0.05
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
-            break
+            return duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as e:
             if "lock" not in str(e).lower() or time.monotonic() > deadline:
                 raise RuntimeError(f"{path}: the catalog is locked by another process ({e}); retry when it finishes") from e
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
-    if not read_only:
-        con.execute(_schema_sql())
-        if con.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 0:
-            con.execute("INSERT INTO schema_version VALUES (?)", [SCHEMA_VERSION])
-    return con
+
+
+def _version(con: duckdb.DuckDBPyConnection) -> int:
+    """The schema version a catalog was last brought to (0 for one with no schema yet)."""
+    try:
+        return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+    except duckdb.CatalogException:
+        return 0
 
 
 @contextlib.contextmanager
@@ -110,7 +130,8 @@ def known_files(path: str | Path) -> dict[str, tuple[int, int, str]]:
         return {}
     con = connect(path, read_only=True)
     try:
-        rows = con.execute("SELECT path, size_bytes, mtime_ns, video_id FROM videos WHERE mtime_ns IS NOT NULL").fetchall()
+        rows = con.execute("SELECT path, size_bytes, mtime_ns, video_id FROM videos WHERE mtime_ns IS NOT NULL "
+                           "ORDER BY missing_since IS NULL").fetchall()  # a path's present video last, so it wins
     finally:
         con.close()
     return {p: (size, mtime, vid) for p, size, mtime, vid in rows}

@@ -27,8 +27,12 @@ CREATE TABLE IF NOT EXISTS videos (
     clip_fps        DOUBLE,                -- rate of stored frames (source fps / frame step)
     clip_count      INTEGER,
     shard_path      VARCHAR,               -- the shard holding this video's clips
-    ingested_at     TIMESTAMP NOT NULL
+    ingested_at     TIMESTAMP NOT NULL,
+    missing_since   TIMESTAMP              -- set when an ingest of its library found the file gone or holding
+                                           -- other bytes; NULL while present (clears if the bytes come back)
 );
+-- Catalogs made before missing_since existed get the column here (a no-op otherwise).
+ALTER TABLE videos ADD COLUMN IF NOT EXISTS missing_since TIMESTAMP;
 
 -- Every shard file the catalog vouches for; files in the shard folder not listed here are debris.
 CREATE TABLE IF NOT EXISTS shards (
@@ -39,16 +43,21 @@ CREATE TABLE IF NOT EXISTS shards (
     created_at      TIMESTAMP NOT NULL
 );
 
--- Which files failed and why, newest first.
+-- Which files in the library failed and why, newest first.
 CREATE OR REPLACE VIEW ingest_failures AS
     SELECT path, error_kind, error, ingested_at
-    FROM videos WHERE status = 'failed' ORDER BY ingested_at DESC;
+    FROM videos WHERE status = 'failed' AND missing_since IS NULL ORDER BY ingested_at DESC;
 
--- Clips available for training/scoring: one row per ingested video.
+-- Clips available for training/scoring: one row per ingested video still in its library.
 CREATE OR REPLACE VIEW ingested_videos AS
     SELECT video_id, path, fps, clip_fps, frame_count, duration_s, width, height,
            short_side_px, clip_frames, clip_count, shard_path
-    FROM videos WHERE status = 'ingested';
+    FROM videos WHERE status = 'ingested' AND missing_since IS NULL;
+
+-- Catalogued videos whose file was deleted or overwritten since they were ingested.
+CREATE OR REPLACE VIEW missing_videos AS
+    SELECT video_id, path, status, missing_since, ingested_at
+    FROM videos WHERE missing_since IS NOT NULL ORDER BY missing_since DESC, path;
 
 -- Registered models: one row per checkpoint (model_id = BLAKE2b-128 of the checkpoint file).
 CREATE TABLE IF NOT EXISTS models (

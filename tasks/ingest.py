@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import fnmatch
 import glob
 import json
 import os
@@ -17,6 +18,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from prefect import task
 from prefect.cache_policies import NONE as NO_CACHE
@@ -88,6 +90,24 @@ def discover_videos(library: str) -> list[str]:
 
 def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
+
+
+def library_scope(library: str) -> Callable[[str], bool]:
+    """A test of whether a catalogued path lies within ``library`` (a folder, a file, or a glob).
+
+    Decides which catalogued videos a run over ``library`` may declare missing. A glob is
+    matched with ``fnmatch``, whose ``*`` also crosses folders: the scope is, if anything,
+    wider than what the glob finds, never narrower.
+    """
+    root = Path(library).expanduser()
+    if root.is_dir():
+        folder = root.resolve()
+        return lambda path: Path(path).is_relative_to(folder)
+    if root.is_file():
+        file = str(root.resolve())
+        return lambda path: path == file
+    pattern = os.path.abspath(str(root))
+    return lambda path: fnmatch.fnmatchcase(path, pattern)
 
 
 @task(name="identify-videos", cache_policy=NO_CACHE)
@@ -260,12 +280,14 @@ _PACKING_LOCK = ".lock"
 
 @task(name="commit-ingest", cache_policy=NO_CACHE)
 def commit_ingest(rows: list[dict], failures: list[Failure], refs: list[VideoRef], params: IngestParams,
-                  catalog_path: str, shards_dir: str, packed: list[PackedShard], packing_dir: str) -> dict:
+                  catalog_path: str, shards_dir: str, packed: list[PackedShard], packing_dir: str,
+                  library: str) -> dict:
     """Move the run's packed shards into place and record every outcome in the catalog, in one transaction.
 
     Holds the catalog's writer lock throughout, so concurrent runs queue. A run killed before
     the commit leaves its parts for the next run; its shard files, in place but unlisted, or
-    still in its packing folder, are deleted here.
+    still in its packing folder, are deleted here. Catalogued videos of ``library`` whose
+    file is gone or holds other bytes now are marked missing; those found again, present.
     """
     stat_of = {ref.video_id: ref for ref in refs}
     now = catalog.utc_now()
@@ -292,6 +314,7 @@ def commit_ingest(rows: list[dict], failures: list[Failure], refs: list[VideoRef
         ]
         catalog.upsert(con, "videos", "video_id", video_rows)
         _follow_moved_files(con, refs, {r["video_id"] for r in video_rows})
+        missing = _mark_missing(con, refs, library_scope(library), now)
         catalog.upsert(con, "shards", "shard_path", [
             {"shard_path": str(s.path), "clip_count": s.clip_count, "video_count": len(s.video_ids),
              "size_bytes": s.size_bytes, "created_at": now} for s in packed
@@ -300,7 +323,7 @@ def commit_ingest(rows: list[dict], failures: list[Failure], refs: list[VideoRef
         Path(row["part_path"]).unlink(missing_ok=True)
         Path(row["part_path"]).with_suffix(".json").unlink(missing_ok=True)
     return {
-        "ingested": len(rows), "failed": len(failures), "clips": sum(r["clip_count"] for r in rows),
+        "ingested": len(rows), "failed": len(failures), "missing": missing, "clips": sum(r["clip_count"] for r in rows),
         "shards": [str(s.path) for s in packed], "shard_bytes": sum(s.size_bytes for s in packed),
     }
 
@@ -351,3 +374,22 @@ def _follow_moved_files(con, refs: list[VideoRef], just_written: set[str]) -> No
     if moved:
         con.executemany("UPDATE videos SET path = ?, mtime_ns = ? WHERE video_id = ?",
                         [(r.path, r.mtime_ns, r.video_id) for r in moved.values()])
+
+
+def _mark_missing(con, refs: list[VideoRef], in_library: Callable[[str], bool], now) -> int:
+    """Set ``missing_since`` on catalogued videos of this library no longer found; clear it on those found again.
+
+    A video is missing when its path is gone, or now holds other bytes, and its content was
+    not found elsewhere in this run (a moved file was already followed). Nothing is deleted:
+    its clips and scores stay, and the flag clears if the bytes come back. Returns how many
+    videos were newly marked.
+    """
+    found = {r.video_id for r in refs}
+    id_at = {r.path: r.video_id for r in refs}
+    con.execute("UPDATE videos SET missing_since = NULL WHERE missing_since IS NOT NULL "
+                "AND video_id IN (SELECT unnest(?::VARCHAR[]))", [sorted(found)])
+    present = con.execute("SELECT video_id, path FROM videos WHERE missing_since IS NULL").fetchall()
+    gone = [vid for vid, path in present
+            if vid not in found and in_library(path) and (id_at.get(path, vid) != vid or not os.path.exists(path))]
+    con.execute("UPDATE videos SET missing_since = ? WHERE video_id IN (SELECT unnest(?::VARCHAR[]))", [now, gone])
+    return len(gone)

@@ -37,7 +37,7 @@ from tasks.plots import save_figure
 _SCORED_VIDEOS = """
     SELECT s.*, v.path AS source_path, v.codec, v.width, v.height, v.rotation_deg, v.has_audio, v.size_bytes
     FROM video_speediness s JOIN videos v USING (video_id)
-    WHERE s.status = 'scored' AND s.model_id = ?
+    WHERE s.status = 'scored' AND s.model_id = ? AND v.missing_since IS NULL
 """
 
 
@@ -176,8 +176,9 @@ def select_unrendered(catalog_path: str, model_id: str, params_hash: str, video_
     if video_ids:
         unscored = sorted(set(video_ids) - set(scored))
         if unscored:
-            raise ValueError(f"videos {unscored} have no scores by model {model_id[:12]}: run score-library first "
-                             "(or check the ids with `speednet sql \"SELECT video_id, path FROM videos\"`)")
+            raise ValueError(f"videos {unscored} have no scores by model {model_id[:12]}, or their file is gone from the "
+                             "library (the missing_videos view): run score-library first, or check the ids with "
+                             "`speednet sql \"SELECT video_id, path FROM videos\"`")
         kept &= set(video_ids)
 
     def wanted(vid: str) -> bool:

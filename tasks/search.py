@@ -48,7 +48,7 @@ class _Query:
 
 def _video_id_of(con, video: str) -> str:
     """A video_id from an id, a prefix of one, or a path of an ingested file."""
-    rows = con.execute("SELECT video_id FROM videos WHERE video_id LIKE ? || '%' OR path = ?",
+    rows = con.execute("SELECT video_id FROM videos WHERE video_id LIKE ? || '%' OR (path = ? AND missing_since IS NULL)",
                        [video, str(Path(video).expanduser().resolve()) if Path(video).exists() else video]).fetchall()
     if not rows and Path(video).is_file():
         rows = con.execute("SELECT video_id FROM videos WHERE video_id = ?", [content_hash(video)]).fetchall()
@@ -122,7 +122,7 @@ def search(*, video: str | None = None, at_s: float | None = None, clip: str | P
 
 
 def _nearest(con, index, directory: Path, model_id: str, query: _Query, k: int, scope: str) -> list[tuple[int, float]]:
-    """(vector_id, similarity) of the best k matches that pass the scope filter."""
+    """(vector_id, similarity) of the best k matches that pass the scope filter, from videos still in their library."""
     if scope == "within":  # one video's windows: exact, straight from its part
         ids = [i for (i,) in con.execute("SELECT vector_id FROM embeddings WHERE model_id = ? AND video_id = ? "
                                          "ORDER BY start_frame", [model_id, query.video_id]).fetchall()]
@@ -130,15 +130,17 @@ def _nearest(con, index, directory: Path, model_id: str, query: _Query, k: int, 
         similarity = vectors @ query.vector
         order = [i for i in np.argsort(-similarity) if ids[i] != query.vector_id][:k]
         return [(ids[i], float(similarity[i])) for i in order]
-    same_video = set()
+    excluded = {i for (i,) in con.execute(  # windows of videos whose file is gone: a hit no one can watch
+        "SELECT e.vector_id FROM embeddings e JOIN missing_videos m USING (video_id) WHERE e.model_id = ?",
+        [model_id]).fetchall()}
     if scope == "across":
-        same_video = {i for (i,) in con.execute("SELECT vector_id FROM embeddings WHERE model_id = ? AND video_id = ?",
-                                                [model_id, query.video_id]).fetchall()}
-    fetch = k + 1 + len(same_video)
+        excluded |= {i for (i,) in con.execute("SELECT vector_id FROM embeddings WHERE model_id = ? AND video_id = ?",
+                                               [model_id, query.video_id]).fetchall()}
+    fetch = k + 1 + len(excluded)
     while True:
         similarity, ids = index.search(query.vector[None].astype(np.float32), min(fetch, index.ntotal))
         hits = [(int(i), float(s)) for i, s in zip(ids[0], similarity[0])
-                if i >= 0 and i != query.vector_id and i not in same_video]
+                if i >= 0 and i != query.vector_id and i not in excluded]
         if len(hits) >= k or fetch >= index.ntotal:
             return hits[:k]
         fetch *= 4

@@ -119,6 +119,22 @@ def test_a_run_killed_between_catalog_and_index_leaves_the_old_index_and_is_repa
     assert faiss.read_index(str(directory / "index.faiss")).ntotal == in_catalog
 
 
+def test_windows_of_a_video_gone_from_its_library_are_not_returned(home, library, tmp_path):
+    home, model_id = home
+    embed_library(stride=8)
+    ids = {p.rsplit("/", 1)[-1]: vid for vid, p in rows(home, "SELECT video_id, path FROM videos")}
+    assert ids["pattern.mp4"] in {h.video_id for h in search(video=ids["pan_a.mp4"], at_s=1.0, k=50)}
+    pattern = library / "first" / "pattern.mp4"
+    shutil.move(pattern, tmp_path / "away.mp4")
+    try:
+        summary = ingest_library(library=str(library / "first"), data_home=str(home), short_side_px=64, clip_frames=16)
+        hits = search(video=ids["pan_a.mp4"], at_s=1.0, k=50)
+    finally:
+        shutil.move(tmp_path / "away.mp4", pattern)
+    assert summary["missing"] == 1
+    assert hits and {h.video_id for h in hits} == {ids["pan_a.mp4"]}
+
+
 def test_vanished_files_are_recorded_and_bad_queries_say_what_is_wrong(home, pan_model, tmp_path):
     home, model_id = home
     pattern = next(p for (p,) in rows(home, "SELECT path FROM videos") if p.endswith("pattern.mp4"))

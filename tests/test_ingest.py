@@ -10,15 +10,19 @@ import subprocess
 import sys
 import time
 
+import duckdb
 import numpy as np
 
 from _catalog import rows as catalog_rows
 from conftest import EXPECTED_KIND, exited_pid, leftover_partial, make_video
 from flows.ingest import ingest_library
 from speednet.media import VideoDecoder, probe_container
+from storage import catalog
 from storage.shards import ShardWriter, iter_clips
 from tasks.ingest import ShardStager, VideoRef, _delete_dead_packing_folders, batches, discover_videos
 from tasks.ingest_params import IngestParams
+from tasks.score import select_unscored
+from tasks.search import _video_id_of
 
 SMALL = dict(short_side_px=64, clip_frames=16)
 
@@ -80,9 +84,61 @@ def test_renamed_file_is_not_redone_and_changed_file_is(library, home):
 
     summary = ingest_library(library=str(library), **SMALL)
 
-    assert summary["ingested"] == 1
+    assert summary["ingested"] == 1 and summary["missing"] == 1  # c.mov's old bytes are gone
     assert catalog_rows(home, "SELECT path FROM videos WHERE video_id = ?", [old_id])[0][0].endswith("renamed.mp4")
     assert len(catalog_rows(home, "SELECT 1 FROM videos WHERE path LIKE '%c.mov'")) == 2  # old and new content
+    assert len(catalog_rows(home, "SELECT 1 FROM ingested_videos WHERE path LIKE '%c.mov'")) == 1
+
+
+def test_deleted_and_overwritten_files_are_missing_until_their_bytes_return(library, home, tmp_path):
+    ingest_library(library=str(library), **SMALL)
+    ids = dict(catalog_rows(home, "SELECT regexp_extract(path, '[^/]+$'), video_id FROM videos"))
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    (library / "a.mp4").rename(aside / "a.mp4")  # deleted from the library (mtime kept: it can come back)
+    (library / "bad" / "notes.mp4").unlink()  # a failed file deleted
+    make_video(library / "c.mov", seconds=1.0, source="smptebars")  # overwritten with other bytes
+    other = make_video(tmp_path / "other" / "x.mp4", seconds=1.0).parent
+
+    assert ingest_library(library=str(other), **SMALL)["missing"] == 0  # another library: none of these is its own
+    summary = ingest_library(library=str(library), **SMALL)
+
+    assert (summary["ingested"], summary["missing"]) == (1, 3)
+    missing = {vid for (vid,) in catalog_rows(home, "SELECT video_id FROM missing_videos")}
+    assert missing == {ids["a.mp4"], ids["c.mov"], ids["notes.mp4"]}
+    present = catalog_rows(home, "SELECT regexp_extract(path, '[^/]+$'), video_id FROM ingested_videos ORDER BY 1")
+    assert [name for name, _ in present] == ["b.mp4", "c.mov", "x.mp4"] and ids["c.mov"] not in dict(present).values()
+    assert "notes.mp4" not in {p.rsplit("/", 1)[-1] for (p,) in catalog_rows(home, "SELECT path FROM ingest_failures")}
+    catalog_path = str(home / "catalog.duckdb")
+    assert {v.video_id for v in select_unscored.fn(catalog_path, "any-model")} == set(dict(present).values())
+    with catalog.writer(catalog_path) as con:  # a path query finds the file's present bytes, not its old ones
+        assert _video_id_of(con, str(library / "c.mov")) == dict(present)["c.mov"]
+
+    (aside / "a.mp4").rename(library / "a.mp4")
+    summary = ingest_library(library=str(library), **SMALL)
+
+    assert (summary["ingested"], summary["missing"]) == (0, 0)  # found again: nothing to decode
+    missing = {vid for (vid,) in catalog_rows(home, "SELECT video_id FROM missing_videos")}
+    assert missing == {ids["c.mov"], ids["notes.mp4"]}
+    assert ids["a.mp4"] in {vid for (vid,) in catalog_rows(home, "SELECT video_id FROM ingested_videos")}
+
+
+def test_a_catalog_made_before_missing_since_gets_it_even_when_first_opened_to_read(home):
+    path = home / "catalog.duckdb"
+    catalog.connect(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("DROP VIEW missing_videos")  # as catalogs of schema version 1 were
+    con.execute("ALTER TABLE videos DROP COLUMN missing_since")
+    con.execute("UPDATE schema_version SET version = 1")
+    con.close()
+
+    con = catalog.connect(path, read_only=True)  # e.g. `speednet search` right after an upgrade
+    try:
+        assert "missing_since" in {name for name, *_ in con.execute("DESCRIBE videos").fetchall()}
+        assert con.execute("SELECT count(*) FROM missing_videos").fetchone() == (0,)
+        assert con.execute("SELECT version FROM schema_version").fetchall() == [(catalog.SCHEMA_VERSION,)]
+    finally:
+        con.close()
 
 
 def test_changing_clip_parameters_reingests(library, home):

@@ -103,6 +103,19 @@ def test_a_video_that_cannot_be_rendered_is_recorded_and_the_run_goes_on(home_co
     assert rows(home, "SELECT status, count(*) FROM renders GROUP BY 1") == [("rendered", 2)]
 
 
+def test_a_video_gone_from_its_library_is_not_attempted(home_copy, tmp_path):
+    home, library, _ = home_copy
+    gone = library / "natural.mp4"
+    shutil.move(gone, tmp_path / "natural.mp4")
+    try:
+        assert ingest_library(library=str(library), short_side_px=64, clip_frames=16)["missing"] == 1
+        summary = render_speedups(rate=2.0)
+    finally:
+        shutil.move(tmp_path / "natural.mp4", gone)
+    assert (summary["rendered"], summary["failed"]) == (1, 0)
+    assert rows(home, "SELECT v.path FROM renders JOIN videos v USING (video_id)")[0][0].endswith("slowed.mp4")
+
+
 def test_bad_parameters_fail_with_a_clear_message_before_any_render(home_copy):
     home, _, _ = home_copy
     with pytest.raises(ValueError, match="rate .* must be >= 1"):
