@@ -95,6 +95,9 @@ def print_ingest_summary(summary: dict) -> None:
     if summary["missing"]:
         console.print(f"{summary['missing']} catalogued videos are gone from the library (their file was deleted "
                       "or now holds other bytes): see the missing_videos view")
+    if summary["shards_removed"]:
+        console.print(f"removed {summary['shards_removed']} shards ({summary['removed_bytes'] / 2**20:.1f} MiB) "
+                      "that held only clips of earlier ingests")
     console.print(f"catalog: {summary['catalog']}")
 
 

@@ -71,7 +71,8 @@ def ingest_library(
 
 def _publish(summary: dict) -> None:
     """The run's outcome as table artifacts (counts, then each failure with its reason)."""
-    counts = {k: summary[k] for k in ("found", "skipped", "ingested", "failed", "missing", "clips", "shard_bytes")}
+    counts = {k: summary[k] for k in ("found", "skipped", "ingested", "failed", "missing", "clips", "shard_bytes",
+                                      "shards_removed", "removed_bytes")}
     create_table_artifact([counts], key="ingest-summary", description=f"Ingest of {summary['library']}")
     if summary["failures"]:
         create_table_artifact(summary["failures"], key="ingest-failures",

@@ -9,7 +9,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from storage import paths
+from storage import paths, shards
 from tasks.train import evaluate_model, plot_curves, register_model, split_by_video, train_model
 from tasks.trainer import TrainConfig
 
@@ -43,8 +43,9 @@ def train_speednet(
     run_dir = home / "runs" / f"run-{run_id}"
     log.info("%d training videos, %d held out; run folder %s", len(split.train), len(split.held_out), run_dir)
 
-    result = train_model(config, split, str(run_dir), resume, nproc)
-    metrics = evaluate_model(result["checkpoint"], split)
+    with shards.reading(entry.shard_path for entry in split.train + split.held_out):  # no ingest deletes them meanwhile
+        result = train_model(config, split, str(run_dir), resume, nproc)
+        metrics = evaluate_model(result["checkpoint"], split)
     plot = plot_curves(result["history"], metrics, str(run_dir / "curves.png"))
     model_id = register_model(result["checkpoint"], config, split, metrics, catalog_path, str(home / "models"))
 

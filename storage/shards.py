@@ -3,15 +3,19 @@
 One row per clip (see docs/SHARDS.md for the schema). Frames are stored per frame, as
 raw uint8 RGB (``raw``; the Parquet column is zstd-compressed) or as JPEG (``jpeg``), so a
 reader can decode exactly the frames it needs. Files appear under their final name only
-when complete (temp + rename).
+when complete (temp + rename). A reader that holds shards across a long run (training)
+takes a shared lock on them (``reading``), and shards are only deleted when no one holds
+them (``delete_unless_read``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import IO, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -238,3 +242,43 @@ class ShardPacker:
         path = self.out_dir / f"{self.name_prefix}-{digest}.parquet"
         os.replace(writer.path, path)
         self.shards.append(PackedShard(path, video_ids, writer.clip_count, path.stat().st_size))
+
+
+@contextlib.contextmanager
+def reading(paths: Iterable[str | Path]) -> Iterator[None]:
+    """Hold a shared lock on these shards for the block, so that no ingest deletes them meanwhile.
+
+    A shard that is already gone was replaced by a re-ingest since the caller read the
+    catalog: that is an error naming it, and a fresh read of the catalog is the remedy.
+    """
+    held: list[IO[bytes]] = []
+    try:
+        for path in sorted({str(p) for p in paths}):
+            try:
+                file = open(path, "rb")
+                held.append(file)
+                fcntl.flock(file, fcntl.LOCK_SH)
+                if os.stat(path).st_ino != os.fstat(file.fileno()).st_ino:  # deleted between open and lock
+                    raise FileNotFoundError(path)
+            except FileNotFoundError:
+                raise FileNotFoundError(f"shard {path} is gone: an ingest re-made its videos' clips after this run "
+                                        "read the catalog; start the run again") from None
+        yield
+    finally:
+        for file in held:
+            file.close()
+
+
+def delete_unless_read(path: str | Path) -> bool:
+    """Delete a shard unless a reader holds it (``reading``); whether it is gone now."""
+    try:
+        file = open(path, "rb")
+    except FileNotFoundError:
+        return True
+    with file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        os.unlink(path)
+        return True

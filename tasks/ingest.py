@@ -28,7 +28,7 @@ from speednet.isolation import run_isolated
 from speednet.media import VIDEO_EXTENSIONS, ContainerInfo, content_hash, probe_containers
 from storage import catalog
 from storage.atomic import atomic_write, remove_dead_partials
-from storage.shards import PackedShard, ShardPacker
+from storage.shards import PackedShard, ShardPacker, delete_unless_read
 from tasks.decode_job import decode_to_part
 from tasks.ingest_params import IngestParams
 
@@ -288,6 +288,7 @@ def commit_ingest(rows: list[dict], failures: list[Failure], refs: list[VideoRef
     the commit leaves its parts for the next run; its shard files, in place but unlisted, or
     still in its packing folder, are deleted here. Catalogued videos of ``library`` whose
     file is gone or holds other bytes now are marked missing; those found again, present.
+    Shards no video points at any more (all re-ingested) are deleted unless being read.
     """
     stat_of = {ref.video_id: ref for ref in refs}
     now = catalog.utc_now()
@@ -319,12 +320,14 @@ def commit_ingest(rows: list[dict], failures: list[Failure], refs: list[VideoRef
             {"shard_path": str(s.path), "clip_count": s.clip_count, "video_count": len(s.video_ids),
              "size_bytes": s.size_bytes, "created_at": now} for s in packed
         ])
+        removed, removed_bytes = _remove_unused_shards(con)
     for row in rows:  # after the commit: until then, the parts are what a re-run resumes from
         Path(row["part_path"]).unlink(missing_ok=True)
         Path(row["part_path"]).with_suffix(".json").unlink(missing_ok=True)
     return {
         "ingested": len(rows), "failed": len(failures), "missing": missing, "clips": sum(r["clip_count"] for r in rows),
         "shards": [str(s.path) for s in packed], "shard_bytes": sum(s.size_bytes for s in packed),
+        "shards_removed": removed, "removed_bytes": removed_bytes,
     }
 
 
@@ -363,6 +366,20 @@ def _delete_unlisted_shards(con, shard_root: Path) -> None:
         if str(path) not in listed:
             path.unlink(missing_ok=True)
     remove_dead_partials(shard_root)
+
+
+def _remove_unused_shards(con) -> tuple[int, int]:
+    """Delete the shards no catalogued video points at any more; how many went, and their bytes.
+
+    A re-ingest (new parameters, or a concurrent run that committed the same video) points
+    videos at new shards; the old ones hold only stale clips. A shard a reader holds
+    (``storage.shards.reading``: a training run) stays until a later commit.
+    """
+    unused = con.execute("SELECT shard_path, size_bytes FROM shards WHERE shard_path NOT IN "
+                         "(SELECT shard_path FROM videos WHERE shard_path IS NOT NULL)").fetchall()
+    gone = [(path, size) for path, size in unused if delete_unless_read(path)]
+    con.execute("DELETE FROM shards WHERE shard_path IN (SELECT unnest(?::VARCHAR[]))", [[path for path, _ in gone]])
+    return len(gone), sum(size for _, size in gone)
 
 
 def _follow_moved_files(con, refs: list[VideoRef], just_written: set[str]) -> None:

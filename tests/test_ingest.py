@@ -12,12 +12,13 @@ import time
 
 import duckdb
 import numpy as np
+import pytest
 
 from _catalog import rows as catalog_rows
 from conftest import EXPECTED_KIND, exited_pid, leftover_partial, make_video
 from flows.ingest import ingest_library
 from speednet.media import VideoDecoder, probe_container
-from storage import catalog
+from storage import catalog, shards
 from storage.shards import ShardWriter, iter_clips
 from tasks.ingest import ShardStager, VideoRef, _delete_dead_packing_folders, batches, discover_videos
 from tasks.ingest_params import IngestParams
@@ -146,6 +147,36 @@ def test_changing_clip_parameters_reingests(library, home):
     summary = ingest_library(library=str(library), short_side_px=64, clip_frames=24)
     assert summary["ingested"] == 3
     assert {n for (n,) in catalog_rows(home, "SELECT DISTINCT clip_frames FROM ingested_videos")} == {24}
+
+
+def test_shards_of_re_ingested_videos_are_deleted_unless_being_read(library, home):
+    one_video_each = dict(target_shard_mb=0.001)  # every video its own shard
+    ingest_library(library=str(library), **SMALL, **one_video_each)
+    old = {p for (p,) in catalog_rows(home, "SELECT shard_path FROM shards")}
+    read = sorted(old)[0]
+    assert len(old) == 3
+
+    with shards.reading([read]):  # as a training run holds its shards
+        summary = ingest_library(library=str(library), short_side_px=64, clip_frames=24, **one_video_each)
+
+    assert (summary["ingested"], summary["shards_removed"]) == (3, 2) and summary["removed_bytes"] > 0
+    listed = {p for (p,) in catalog_rows(home, "SELECT shard_path FROM shards")}
+    assert listed & old == {read} and os.path.exists(read)
+    assert not any(os.path.exists(p) for p in old - {read})
+    summary = ingest_library(library=str(library), short_side_px=64, clip_frames=24)  # nothing new; the reader is done
+    assert (summary["ingested"], summary["shards_removed"]) == (0, 1) and not os.path.exists(read)
+    in_use = {p for (p,) in catalog_rows(home, "SELECT DISTINCT shard_path FROM videos WHERE shard_path IS NOT NULL")}
+    assert {p for (p,) in catalog_rows(home, "SELECT shard_path FROM shards")} == in_use
+    assert set(map(str, (home / "shards").glob("*.parquet"))) == in_use
+
+
+def test_a_reader_is_told_when_its_shard_was_deleted_first(tmp_path):
+    shard = tmp_path / "shard.parquet"
+    shard.write_bytes(b"x")
+    assert shards.delete_unless_read(shard) and not shard.exists()
+    with pytest.raises(FileNotFoundError, match="shard .* is gone: an ingest re-made"):
+        with shards.reading([shard]):
+            pass
 
 
 _RUN_FLOW = """
