@@ -413,7 +413,8 @@ def demo(synthetic: int = typer.Option(200, help="Synthetic scenes in the sample
             console.print(f"[red]{deployment} did not complete; see {log} and {stack.ui_url}[/red]")
             raise typer.Exit(1)
         console.print(f"{deployment}: completed (log: {log})")
-    sql("SELECT status, count(*) AS videos, sum(clip_count) AS clips FROM videos GROUP BY ALL ORDER BY ALL", None)
+    sql("SELECT status, missing_since IS NOT NULL AS missing, count(*) AS videos, sum(clip_count) AS clips "
+        "FROM videos GROUP BY ALL ORDER BY ALL", None)
     sql("SELECT model_id, preset, json_extract(metrics, '$.synthetic.speednet_accuracy') AS speednet_synthetic, "
         "json_extract(metrics, '$.synthetic.flow_baseline_accuracy') AS flow_baseline_synthetic FROM latest_model", None)
     sql("SELECT path, round(mean_speediness, 2) AS mean_v, round(frac_slow_motion, 2) AS slow_motion "

@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import json
 import time
+import warnings
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -34,7 +35,8 @@ def connect(path: str | Path, *, read_only: bool = False, retry_s: float = _LOCK
     """Open the catalog, retrying while another process holds it.
 
     A writable connection creates or updates the schema. A read-only one first brings a
-    catalog made by an older speednet up to date, so queries never meet a missing column.
+    catalog made by an older speednet up to date, so queries never meet a missing column;
+    any other DuckDB file is opened as it is.
     """
     path = Path(path)
     if read_only and not path.exists():
@@ -46,9 +48,13 @@ def connect(path: str | Path, *, read_only: bool = False, retry_s: float = _LOCK
         if _version(con) < SCHEMA_VERSION:
             con.execute("DELETE FROM schema_version")
             con.execute("INSERT INTO schema_version VALUES (?)", [SCHEMA_VERSION])
-    elif _version(con) < SCHEMA_VERSION:  # made by an older speednet: bring it up to date first
+    elif 0 < _version(con) < SCHEMA_VERSION:  # made by an older speednet: bring it up to date first
         con.close()
-        connect(path, retry_s=retry_s).close()
+        try:
+            connect(path, retry_s=retry_s).close()
+        except (RuntimeError, duckdb.Error) as e:  # no write access: read it as it is
+            warnings.warn(f"{path} was made by an older speednet and could not be updated ({e}); "
+                          "queries of newer columns will fail until a flow has written to it", stacklevel=2)
         con = _open(path, read_only, retry_s)
     return con
 
@@ -60,14 +66,16 @@ def _open(path: Path, read_only: bool, retry_s: float) -> duckdb.DuckDBPyConnect
         try:
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as e:
-            if "lock" not in str(e).lower() or time.monotonic() > deadline:
+            if "lock" not in str(e).lower():
+                raise  # e.g. no permission: DuckDB's own message says so
+            if time.monotonic() > deadline:
                 raise RuntimeError(f"{path}: the catalog is locked by another process ({e}); retry when it finishes") from e
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
 
 
 def _version(con: duckdb.DuckDBPyConnection) -> int:
-    """The schema version a catalog was last brought to (0 for one with no schema yet)."""
+    """The schema version a catalog was last brought to (0 for a DuckDB file that is no speednet catalog)."""
     try:
         return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
     except duckdb.CatalogException:

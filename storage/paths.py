@@ -1,7 +1,9 @@
 """Where speednet keeps its state: one data folder, laid out the same for every flow.
 
 The folder is ``$SPEEDNET_HOME`` or ``<repo>/var``. Everything a run writes lives under
-it, so a project can be moved, backed up or wiped as one directory.
+it, so a project can be backed up or wiped as one directory. The catalog records absolute
+paths (shards, checkpoints, plots, renders), so restore it at the same place; moving it
+is not supported yet.
 """
 
 from __future__ import annotations

@@ -139,7 +139,7 @@ CREATE OR REPLACE VIEW slow_motion_segments AS
     SELECT s.video_id, s.model_id, v.path, s.start_s, s.end_s, s.end_s - s.start_s AS duration_s,
            s.mean_speediness
     FROM segments s JOIN video_speediness v USING (video_id, model_id)
-    WHERE s.kind = 'slow_motion'
+    WHERE s.kind = 'slow_motion' AND s.video_id NOT IN (SELECT video_id FROM missing_videos)
     ORDER BY duration_s DESC;
 
 -- Videos that can be sped up most while still looking natural, by the latest model.
@@ -148,6 +148,7 @@ CREATE OR REPLACE VIEW speedupable_videos AS
            v.duration_s / greatest(v.mean_speediness, 1.0) AS watch_time_s, v.model_id
     FROM video_speediness v
     WHERE v.status = 'scored' AND v.model_id = (SELECT model_id FROM latest_model)
+      AND v.video_id NOT IN (SELECT video_id FROM missing_videos)
     ORDER BY v.mean_speediness DESC;
 
 -- Each model's view of the library, side by side.

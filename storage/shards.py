@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import resource
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable, Iterator
@@ -250,15 +251,18 @@ def reading(paths: Iterable[str | Path]) -> Iterator[None]:
 
     A shard that is already gone was replaced by a re-ingest since the caller read the
     catalog: that is an error naming it, and a fresh read of the catalog is the remedy.
+    One file stays open per shard, so the open-file limit is raised to fit when needed.
     """
+    wanted = sorted({str(p) for p in paths})
+    _allow_open_files(len(wanted) + 256)
     held: list[IO[bytes]] = []
     try:
-        for path in sorted({str(p) for p in paths}):
+        for path in wanted:
             try:
                 file = open(path, "rb")
                 held.append(file)
-                fcntl.flock(file, fcntl.LOCK_SH)
-                if os.stat(path).st_ino != os.fstat(file.fileno()).st_ino:  # deleted between open and lock
+                fcntl.flock(file, fcntl.LOCK_SH)  # waits while an ingest is deleting it
+                if not os.path.samestat(os.stat(path), os.fstat(file.fileno())):  # deleted meanwhile
                     raise FileNotFoundError(path)
             except FileNotFoundError:
                 raise FileNotFoundError(f"shard {path} is gone: an ingest re-made its videos' clips after this run "
@@ -269,16 +273,50 @@ def reading(paths: Iterable[str | Path]) -> Iterator[None]:
             file.close()
 
 
+@contextlib.contextmanager
+def deleting(paths: Iterable[str | Path]) -> Iterator[list[str]]:
+    """The shards among ``paths`` that no reader holds (or that are gone already), for deletion.
+
+    They stay locked against new readers for the block and are deleted when it ends without
+    an error, so a caller can drop their catalog rows first and delete the files only once
+    that has committed. A shard that cannot be deleted is left for a later run.
+    """
+    claimed: dict[str, IO[bytes] | None] = {}
+    try:
+        for path in map(str, paths):
+            try:
+                file = open(path, "rb")
+            except FileNotFoundError:
+                claimed[path] = None
+                continue
+            except OSError:  # unreadable: left alone
+                continue
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # a reader holds it
+                file.close()
+                continue
+            claimed[path] = file
+        yield list(claimed)
+        for path, file in claimed.items():
+            with contextlib.suppress(OSError):
+                if file is not None and os.path.samestat(os.stat(path), os.fstat(file.fileno())):  # not a newer file
+                    os.unlink(path)
+    finally:
+        for file in claimed.values():
+            if file is not None:
+                file.close()
+
+
 def delete_unless_read(path: str | Path) -> bool:
     """Delete a shard unless a reader holds it (``reading``); whether it is gone now."""
-    try:
-        file = open(path, "rb")
-    except FileNotFoundError:
-        return True
-    with file:
-        try:
-            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        os.unlink(path)
-        return True
+    with deleting([path]) as deletable:
+        pass
+    return bool(deletable) and not os.path.exists(path)
+
+
+def _allow_open_files(count: int) -> None:
+    """Raise this process's soft limit on open files to ``count`` where the hard limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < count:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (count if hard == resource.RLIM_INFINITY else min(count, hard), hard))

@@ -6,12 +6,14 @@ and can be called without Prefect as ``task.fn(...)``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import fnmatch
 import glob
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -26,9 +28,9 @@ from prefect.cache_policies import NONE as NO_CACHE
 from speednet.errors import MediaError, VideoNotFound, retryable_kinds
 from speednet.isolation import run_isolated
 from speednet.media import VIDEO_EXTENSIONS, ContainerInfo, content_hash, probe_containers
-from storage import catalog
+from storage import catalog, shards
 from storage.atomic import atomic_write, remove_dead_partials
-from storage.shards import PackedShard, ShardPacker, delete_unless_read
+from storage.shards import PackedShard, ShardPacker
 from tasks.decode_job import decode_to_part
 from tasks.ingest_params import IngestParams
 
@@ -96,8 +98,9 @@ def library_scope(library: str) -> Callable[[str], bool]:
     """A test of whether a catalogued path lies within ``library`` (a folder, a file, or a glob).
 
     Decides which catalogued videos a run over ``library`` may declare missing. A glob is
-    matched with ``fnmatch``, whose ``*`` also crosses folders: the scope is, if anything,
-    wider than what the glob finds, never narrower.
+    matched with ``fnmatch`` from its resolved folder on, with and without its ``**/``
+    parts (which glob lets match no folder at all); fnmatch's ``*`` also crosses folders,
+    so the scope is, if anything, wider than what the glob finds.
     """
     root = Path(library).expanduser()
     if root.is_dir():
@@ -107,7 +110,10 @@ def library_scope(library: str) -> Callable[[str], bool]:
         file = str(root.resolve())
         return lambda path: path == file
     pattern = os.path.abspath(str(root))
-    return lambda path: fnmatch.fnmatchcase(path, pattern)
+    base = os.path.dirname(re.split(r"[*?\[]", pattern, maxsplit=1)[0])  # the folder before the first wildcard
+    pattern = str(Path(base).resolve()) + pattern[len(base):]
+    patterns = {pattern, pattern.replace("**/", "")}
+    return lambda path: any(fnmatch.fnmatchcase(path, p) for p in patterns)
 
 
 @task(name="identify-videos", cache_policy=NO_CACHE)
@@ -294,33 +300,36 @@ def commit_ingest(rows: list[dict], failures: list[Failure], refs: list[VideoRef
     now = catalog.utc_now()
     params_json = catalog.canonical_json(params.as_dict())
     shard_root = Path(shards_dir)
-    with catalog.writer(catalog_path) as con:
-        _delete_unlisted_shards(con, shard_root)
-        _delete_dead_packing_folders(Path(packing_dir).parent, keep=Path(packing_dir))
-        remove_dead_partials(Path(packing_dir).parent)  # of parts a killed run was writing
-        shard_root.mkdir(parents=True, exist_ok=True)
-        packed = [_move_into(shard, shard_root) for shard in packed]
-        shard_of = {vid: shard for shard in packed for vid in shard.video_ids}
-        video_rows = [
-            {**row, "status": "ingested", "mtime_ns": stat_of[row["video_id"]].mtime_ns,
-             "ingest_params": params_json, "params_hash": params.params_hash,
-             "short_side_px": params.short_side_px, "clip_frames": params.clip_frames,
-             "shard_path": str(shard_of[row["video_id"]].path), "ingested_at": now}
-            for row in rows
-        ] + [
-            {"video_id": f.video_id, "path": f.path, "size_bytes": f.size_bytes, "mtime_ns": f.mtime_ns,
-             "status": "failed", "error_kind": f.error_kind, "error": f.error, "ingest_params": params_json,
-             "params_hash": params.params_hash, "ingested_at": now}
-            for f in failures
-        ]
-        catalog.upsert(con, "videos", "video_id", video_rows)
-        _follow_moved_files(con, refs, {r["video_id"] for r in video_rows})
-        missing = _mark_missing(con, refs, library_scope(library), now)
-        catalog.upsert(con, "shards", "shard_path", [
-            {"shard_path": str(s.path), "clip_count": s.clip_count, "video_count": len(s.video_ids),
-             "size_bytes": s.size_bytes, "created_at": now} for s in packed
-        ])
-        removed, removed_bytes = _remove_unused_shards(con)
+    seen = _unchanged(refs)
+    with contextlib.ExitStack() as after_commit:  # unused shards are deleted once the catalog has committed
+        with catalog.writer(catalog_path) as con:
+            _delete_unlisted_shards(con, shard_root)
+            _delete_dead_packing_folders(Path(packing_dir).parent, keep=Path(packing_dir))
+            remove_dead_partials(Path(packing_dir).parent)  # of parts a killed run was writing
+            shard_root.mkdir(parents=True, exist_ok=True)
+            packed = [_move_into(shard, shard_root) for shard in packed]
+            shard_of = {vid: shard for shard in packed for vid in shard.video_ids}
+            video_rows = [
+                {**row, "status": "ingested", "mtime_ns": stat_of[row["video_id"]].mtime_ns,
+                 "ingest_params": params_json, "params_hash": params.params_hash,
+                 "short_side_px": params.short_side_px, "clip_frames": params.clip_frames,
+                 "shard_path": str(shard_of[row["video_id"]].path), "ingested_at": now}
+                for row in rows
+            ] + [
+                {"video_id": f.video_id, "path": f.path, "size_bytes": f.size_bytes, "mtime_ns": f.mtime_ns,
+                 "status": "failed", "error_kind": f.error_kind, "error": f.error, "ingest_params": params_json,
+                 "params_hash": params.params_hash, "ingested_at": now}
+                for f in _failures_to_record(con, failures)
+            ]
+            catalog.upsert(con, "videos", "video_id", video_rows)
+            _follow_moved_files(con, seen, {r["video_id"] for r in video_rows})
+            # a run that found no file at all marks nothing: an unmounted folder is likelier than a deleted library
+            missing = _mark_missing(con, seen, library_scope(library), now) if refs or failures else 0
+            catalog.upsert(con, "shards", "shard_path", [
+                {"shard_path": str(s.path), "clip_count": s.clip_count, "video_count": len(s.video_ids),
+                 "size_bytes": s.size_bytes, "created_at": now} for s in packed
+            ])
+            removed, removed_bytes = _drop_unused_shards(con, after_commit)
     for row in rows:  # after the commit: until then, the parts are what a re-run resumes from
         Path(row["part_path"]).unlink(missing_ok=True)
         Path(row["part_path"]).with_suffix(".json").unlink(missing_ok=True)
@@ -329,6 +338,30 @@ def commit_ingest(rows: list[dict], failures: list[Failure], refs: list[VideoRef
         "shards": [str(s.path) for s in packed], "shard_bytes": sum(s.size_bytes for s in packed),
         "shards_removed": removed, "removed_bytes": removed_bytes,
     }
+
+
+def _failures_to_record(con, failures: list[Failure]) -> list[Failure]:
+    """The failures whose row to write: a transient one keeps the row (and clips) of a video ingested before.
+
+    Such a video was found but not re-made this time (its file vanished mid-run, its decode
+    timed out); its earlier clips stay usable, and the next run tries again.
+    """
+    ingested = {vid for (vid,) in con.execute(
+        "SELECT video_id FROM videos WHERE status = 'ingested' AND video_id IN (SELECT unnest(?::VARCHAR[]))",
+        [[f.video_id for f in failures]]).fetchall()}
+    return [f for f in failures if not (_is_retryable(f.error_kind) and f.video_id in ingested)]
+
+
+def _unchanged(refs: list[VideoRef]) -> list[VideoRef]:
+    """The refs whose file still has the size and mtime seen at discovery (a run's view can be hours old)."""
+    def same(ref: VideoRef) -> bool:
+        try:
+            stat = os.stat(ref.path)
+        except OSError:
+            return False
+        return (stat.st_size, stat.st_mtime_ns) == (ref.size_bytes, ref.mtime_ns)
+
+    return [ref for ref in refs if same(ref)]
 
 
 def _move_into(shard: PackedShard, shard_root: Path) -> PackedShard:
@@ -361,52 +394,61 @@ def _delete_dead_packing_folders(staging: Path, keep: Path) -> None:
 
 def _delete_unlisted_shards(con, shard_root: Path) -> None:
     """Remove shard files that no committed catalog row vouches for, and dead writers' temp files."""
-    listed = {row[0] for row in con.execute("SELECT shard_path FROM shards").fetchall()}
+    listed = {Path(row[0]).name for row in con.execute("SELECT shard_path FROM shards").fetchall()}
     for path in shard_root.glob("[!.]*.parquet"):
-        if str(path) not in listed:
-            path.unlink(missing_ok=True)
+        if path.name not in listed:  # by name: a data folder moved as a whole keeps its shards
+            shards.delete_unless_read(path)
     remove_dead_partials(shard_root)
 
 
-def _remove_unused_shards(con) -> tuple[int, int]:
-    """Delete the shards no catalogued video points at any more; how many went, and their bytes.
+def _drop_unused_shards(con, after_commit: contextlib.ExitStack) -> tuple[int, int]:
+    """Drop the rows of shards no catalogued video points at any more; how many, and their bytes.
 
     A re-ingest (new parameters, or a concurrent run that committed the same video) points
-    videos at new shards; the old ones hold only stale clips. A shard a reader holds
-    (``storage.shards.reading``: a training run) stays until a later commit.
+    videos at new shards, and the old ones hold only stale clips. Their files are deleted
+    when ``after_commit`` closes, so a failed commit loses nothing. A shard a reader holds
+    (``shards.reading``: a training run) keeps its row and waits for a later commit.
     """
-    unused = con.execute("SELECT shard_path, size_bytes FROM shards WHERE shard_path NOT IN "
-                         "(SELECT shard_path FROM videos WHERE shard_path IS NOT NULL)").fetchall()
-    gone = [(path, size) for path, size in unused if delete_unless_read(path)]
-    con.execute("DELETE FROM shards WHERE shard_path IN (SELECT unnest(?::VARCHAR[]))", [[path for path, _ in gone]])
-    return len(gone), sum(size for _, size in gone)
+    unused = dict(con.execute("SELECT shard_path, size_bytes FROM shards WHERE shard_path NOT IN "
+                              "(SELECT shard_path FROM videos WHERE shard_path IS NOT NULL)").fetchall())
+    deletable = after_commit.enter_context(shards.deleting(unused))
+    con.execute("DELETE FROM shards WHERE shard_path IN (SELECT unnest(?::VARCHAR[]))", [deletable])
+    return len(deletable), sum(unused[path] for path in deletable)
 
 
-def _follow_moved_files(con, refs: list[VideoRef], just_written: set[str]) -> None:
-    """Point known videos whose catalogued file is gone at where their bytes are now (a rename keeps id and clips)."""
+def _follow_moved_files(con, seen: list[VideoRef], just_written: set[str]) -> None:
+    """Point known videos whose catalogued path no longer holds them at where their bytes are now.
+
+    A rename keeps id and clips; so does a move followed by a new file under the old name.
+    """
     current = dict(con.execute("SELECT video_id, path FROM videos").fetchall())
-    moved = {r.video_id: r for r in refs
+    id_at = {r.path: r.video_id for r in seen}
+    moved = {r.video_id: r for r in seen
              if r.video_id not in just_written and r.video_id in current
-             and current[r.video_id] != r.path and not os.path.exists(current[r.video_id])}
+             and current[r.video_id] != r.path and _displaced(current[r.video_id], r.video_id, id_at)}
     if moved:
         con.executemany("UPDATE videos SET path = ?, mtime_ns = ? WHERE video_id = ?",
                         [(r.path, r.mtime_ns, r.video_id) for r in moved.values()])
 
 
-def _mark_missing(con, refs: list[VideoRef], in_library: Callable[[str], bool], now) -> int:
+def _mark_missing(con, seen: list[VideoRef], in_library: Callable[[str], bool], now) -> int:
     """Set ``missing_since`` on catalogued videos of this library no longer found; clear it on those found again.
 
-    A video is missing when its path is gone, or now holds other bytes, and its content was
-    not found elsewhere in this run (a moved file was already followed). Nothing is deleted:
-    its clips and scores stay, and the flag clears if the bytes come back. Returns how many
-    videos were newly marked.
+    A video is missing when its path no longer holds it and its bytes were not seen
+    elsewhere in this run (moved files were followed first). Nothing is deleted: its clips
+    and scores stay, and the mark clears if the bytes come back. Returns how many videos
+    were newly marked.
     """
-    found = {r.video_id for r in refs}
-    id_at = {r.path: r.video_id for r in refs}
+    found = {r.video_id for r in seen}
+    id_at = {r.path: r.video_id for r in seen}
     con.execute("UPDATE videos SET missing_since = NULL WHERE missing_since IS NOT NULL "
                 "AND video_id IN (SELECT unnest(?::VARCHAR[]))", [sorted(found)])
     present = con.execute("SELECT video_id, path FROM videos WHERE missing_since IS NULL").fetchall()
-    gone = [vid for vid, path in present
-            if vid not in found and in_library(path) and (id_at.get(path, vid) != vid or not os.path.exists(path))]
+    gone = [vid for vid, path in present if vid not in found and in_library(path) and _displaced(path, vid, id_at)]
     con.execute("UPDATE videos SET missing_since = ? WHERE video_id IN (SELECT unnest(?::VARCHAR[]))", [now, gone])
     return len(gone)
+
+
+def _displaced(path: str, video_id: str, id_at: dict[str, str]) -> bool:
+    """Whether ``path`` no longer holds ``video_id``: the file is gone, or this run saw other bytes there."""
+    return id_at.get(path, video_id) != video_id or not os.path.exists(path)

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import duckdb
@@ -20,7 +21,8 @@ from flows.ingest import ingest_library
 from speednet.media import VideoDecoder, probe_container
 from storage import catalog, shards
 from storage.shards import ShardWriter, iter_clips
-from tasks.ingest import ShardStager, VideoRef, _delete_dead_packing_folders, batches, discover_videos
+from tasks.ingest import (Failure, ShardStager, VideoRef, _delete_dead_packing_folders, _failures_to_record, _unchanged,
+                          batches, discover_videos)
 from tasks.ingest_params import IngestParams
 from tasks.score import select_unscored
 from tasks.search import _video_id_of
@@ -124,9 +126,55 @@ def test_deleted_and_overwritten_files_are_missing_until_their_bytes_return(libr
     assert ids["a.mp4"] in {vid for (vid,) in catalog_rows(home, "SELECT video_id FROM ingested_videos")}
 
 
+def test_a_file_moved_aside_and_replaced_under_its_name_is_followed(library, home):
+    ingest_library(library=str(library), **SMALL)
+    (old_id,) = catalog_rows(home, "SELECT video_id FROM videos WHERE path LIKE '%/a.mp4'")[0]
+    (library / "a.mp4").rename(library / "a-old.mp4")
+    make_video(library / "a.mp4", seconds=1.0, source="smptebars")
+
+    summary = ingest_library(library=str(library), **SMALL)
+
+    assert (summary["ingested"], summary["missing"]) == (1, 0)
+    assert catalog_rows(home, "SELECT path FROM videos WHERE video_id = ?", [old_id])[0][0].endswith("a-old.mp4")
+    assert len(catalog_rows(home, "SELECT 1 FROM ingested_videos WHERE path LIKE '%/a.mp4'")) == 1
+
+
+def test_a_glob_library_marks_its_own_deleted_files_only(library, home):
+    ingest_library(library=str(library / "**" / "*.mp4"), **SMALL)  # a.mp4 and nested/b.mp4, not c.mov
+    (library / "a.mp4").unlink()  # `**/` matching no folder at all
+    (library / "nested" / "b.mp4").unlink()
+    (library / "c.mov").unlink()  # outside the glob
+
+    summary = ingest_library(library=str(library / "**" / "*.mp4"), **SMALL)
+
+    assert summary["missing"] == 2
+    assert sorted(p.rsplit("/", 1)[-1] for (p,) in catalog_rows(home, "SELECT path FROM missing_videos")) == ["a.mp4", "b.mp4"]
+
+
+def test_a_transient_failure_does_not_replace_an_ingested_video(library, home):
+    ingest_library(library=str(library), **SMALL)
+    ids = dict(catalog_rows(home, "SELECT regexp_extract(path, '[^/]+$'), video_id FROM videos"))
+    timeout = Failure(str(library / "a.mp4"), ids["a.mp4"], "decode_timeout", "took too long")
+    too_short = Failure(str(library / "c.mov"), ids["c.mov"], "too_short", "shorter than one clip")
+    new_file = Failure(str(library / "new.mp4"), "new-id", "not_found", "gone")
+    with catalog.writer(home / "catalog.duckdb") as con:
+        # a.mp4 keeps its clips and is retried next run; c.mov is too short for the new clip length
+        assert _failures_to_record(con, [timeout, too_short, new_file]) == [too_short, new_file]
+
+
+def test_a_run_trusts_only_files_unchanged_since_it_looked(tmp_path):
+    kept, rewritten, deleted = (make_video(tmp_path / f"{name}.mp4", seconds=0.5) for name in ("kept", "rewritten", "deleted"))
+    refs = [VideoRef(str(p), "id-" + p.stem, p.stat().st_size, p.stat().st_mtime_ns) for p in (kept, rewritten, deleted)]
+    make_video(rewritten, seconds=0.6)
+    deleted.unlink()
+    assert [r.path for r in _unchanged(refs)] == [str(kept)]
+
+
 def test_a_catalog_made_before_missing_since_gets_it_even_when_first_opened_to_read(home):
     path = home / "catalog.duckdb"
-    catalog.connect(path).close()
+    with catalog.writer(path) as con:
+        catalog.upsert(con, "videos", "video_id", [{"video_id": "v1", "path": "/old/v1.mp4", "status": "ingested",
+                                                     "ingested_at": catalog.utc_now()}])
     con = duckdb.connect(str(path))
     con.execute("DROP VIEW missing_videos")  # as catalogs of schema version 1 were
     con.execute("ALTER TABLE videos DROP COLUMN missing_since")
@@ -137,6 +185,7 @@ def test_a_catalog_made_before_missing_since_gets_it_even_when_first_opened_to_r
     try:
         assert "missing_since" in {name for name, *_ in con.execute("DESCRIBE videos").fetchall()}
         assert con.execute("SELECT count(*) FROM missing_videos").fetchone() == (0,)
+        assert con.execute("SELECT video_id FROM ingested_videos").fetchall() == [("v1",)]
         assert con.execute("SELECT version FROM schema_version").fetchall() == [(catalog.SCHEMA_VERSION,)]
     finally:
         con.close()
@@ -177,6 +226,38 @@ def test_a_reader_is_told_when_its_shard_was_deleted_first(tmp_path):
     with pytest.raises(FileNotFoundError, match="shard .* is gone: an ingest re-made"):
         with shards.reading([shard]):
             pass
+
+
+def test_a_reader_that_waited_for_a_deletion_is_told_too(tmp_path):
+    shard = tmp_path / "shard.parquet"
+    shard.write_bytes(b"x")
+    outcome = []
+
+    def read() -> None:
+        try:
+            with shards.reading([shard]):
+                outcome.append("read")
+        except FileNotFoundError as e:
+            outcome.append(str(e))
+
+    with shards.deleting([shard]) as deletable:
+        assert deletable == [str(shard)]
+        reader = threading.Thread(target=read)
+        reader.start()  # opens the file, then waits at the lock
+        time.sleep(0.3)
+        assert not outcome
+    reader.join(5)
+    assert not shard.exists() and len(outcome) == 1 and "is gone" in outcome[0]
+
+
+def test_a_failed_commit_deletes_no_shard(tmp_path):
+    shard = tmp_path / "shard.parquet"
+    shard.write_bytes(b"x")
+    with pytest.raises(RuntimeError):
+        with shards.deleting([shard]) as deletable:
+            assert deletable == [str(shard)]
+            raise RuntimeError("the catalog transaction failed")
+    assert shard.exists() and shards.delete_unless_read(shard)
 
 
 _RUN_FLOW = """
@@ -279,3 +360,16 @@ def test_discovery_skips_hidden_files_and_folders_like_a_writers_temp_file(libra
     (library / ".cache").mkdir()
     shutil.copy(visible[0], library / ".cache" / "copy.mp4")
     assert discover_videos.fn(str(library)) == visible
+
+
+def test_reading_a_duckdb_file_that_is_no_catalog_leaves_it_alone(tmp_path):
+    path = tmp_path / "other.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE t (x INTEGER)")
+    con.close()
+    catalog.connect(path, read_only=True).close()  # e.g. `speednet sql --catalog other.duckdb`
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        assert con.execute("SHOW TABLES").fetchall() == [("t",)]
+    finally:
+        con.close()

@@ -105,15 +105,31 @@ def test_evaluation_scores_speednet_and_the_flow_baseline_on_the_same_clips(tiny
     assert 0.0 <= baseline["accuracy"] <= 1.0 and baseline["threshold"] > 0
 
 
-def test_train_flow_registers_the_model_with_metrics_and_a_plot(tiny_home):
+def test_train_flow_registers_the_model_with_metrics_and_a_plot(tiny_home, monkeypatch):
+    import fcntl
     import json
 
     import duckdb
 
+    import tasks.train
     from flows.train import train_speednet
 
+    held, real_load_clips = [], tasks.train.load_clips  # per shard read in evaluation: safe from deletion then?
+
+    def load_clips_and_probe(entries, limit=None):
+        for entry in entries:
+            with open(entry.shard_path, "rb") as shard:
+                try:
+                    fcntl.flock(shard, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    held.append(False)
+                except BlockingIOError:
+                    held.append(True)
+        return real_load_clips(entries, limit)
+
+    monkeypatch.setattr(tasks.train, "load_clips", load_clips_and_probe)
     result = train_speednet(data_home=str(tiny_home), steps=2, batch_size=4, loader_workers=0, val_fraction=0.25,
                             checkpoint_every=1)
+    assert held and all(held), "training must hold its shards against deletion (storage.shards.reading)"
     con = duckdb.connect(str(paths.catalog_path(tiny_home)), read_only=True)
     try:
         ((model_id, checkpoint, metrics),) = con.execute("SELECT model_id, checkpoint_path, metrics FROM models").fetchall()
