@@ -257,6 +257,8 @@ def speedup(
     plot: Optional[Path] = typer.Option(None, help="Also write a PNG of V(t), S*(t) and the uniform rate here."),
 ) -> None:
     """Adaptive speedup of one file: stored scores when the catalog has them, else scored on the fly."""
+    import duckdb
+
     from speednet.errors import MediaError
     from speednet.media import content_hash
     from speednet.render import RenderConfig
@@ -279,7 +281,7 @@ def speedup(
             scores = StoredScores(scored.scores.speeds, scored.scores.p_natural, scored.fps)
         output = output or video.with_name(f"{video.stem}-x{rate:g}.mp4")
         result = speedup_video(str(video), scores, settings, output, plot_path=plot)
-    except (MediaError, FileNotFoundError, ValueError, RuntimeError) as e:
+    except (MediaError, FileNotFoundError, ValueError, RuntimeError, duckdb.Error) as e:
         console.print(f"[red]cannot speed up:[/red] {escape(str(e))}", soft_wrap=True, highlight=False)
         raise typer.Exit(1)
     curve = result.curve
@@ -316,7 +318,7 @@ def sql(query: str, catalog: Optional[Path] = typer.Option(None, help="DuckDB fi
 
     try:
         con = connect(catalog or paths.catalog_path(), read_only=True)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, RuntimeError, duckdb.Error) as e:
         console.print(f"[red]{e}[/red]")
         raise typer.Exit(1)
     try:

@@ -66,7 +66,7 @@ def _open(path: Path, read_only: bool, retry_s: float) -> duckdb.DuckDBPyConnect
         try:
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as e:
-            if "lock" not in str(e).lower():
+            if "could not set lock" not in str(e).lower():
                 raise  # e.g. no permission: DuckDB's own message says so
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{path}: the catalog is locked by another process ({e}); retry when it finishes") from e

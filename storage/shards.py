@@ -273,46 +273,23 @@ def reading(paths: Iterable[str | Path]) -> Iterator[None]:
             file.close()
 
 
-@contextlib.contextmanager
-def deleting(paths: Iterable[str | Path]) -> Iterator[list[str]]:
-    """The shards among ``paths`` that no reader holds (or that are gone already), for deletion.
-
-    They stay locked against new readers for the block and are deleted when it ends without
-    an error, so a caller can drop their catalog rows first and delete the files only once
-    that has committed. A shard that cannot be deleted is left for a later run.
-    """
-    claimed: dict[str, IO[bytes] | None] = {}
-    try:
-        for path in map(str, paths):
-            try:
-                file = open(path, "rb")
-            except FileNotFoundError:
-                claimed[path] = None
-                continue
-            except OSError:  # unreadable: left alone
-                continue
-            try:
-                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:  # a reader holds it
-                file.close()
-                continue
-            claimed[path] = file
-        yield list(claimed)
-        for path, file in claimed.items():
-            with contextlib.suppress(OSError):
-                if file is not None and os.path.samestat(os.stat(path), os.fstat(file.fileno())):  # not a newer file
-                    os.unlink(path)
-    finally:
-        for file in claimed.values():
-            if file is not None:
-                file.close()
-
-
 def delete_unless_read(path: str | Path) -> bool:
     """Delete a shard unless a reader holds it (``reading``); whether it is gone now."""
-    with deleting([path]) as deletable:
-        pass
-    return bool(deletable) and not os.path.exists(path)
+    try:
+        file = open(path, "rb")
+    except FileNotFoundError:
+        return True
+    except PermissionError:
+        return False
+    with file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.samestat(os.stat(path), os.fstat(file.fileno())):  # not a newer file of the same name
+                os.unlink(path)
+    return True
 
 
 def _allow_open_files(count: int) -> None:

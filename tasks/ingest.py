@@ -111,7 +111,7 @@ def library_scope(library: str) -> Callable[[str], bool]:
         return lambda path: path == file
     pattern = os.path.abspath(str(root))
     base = os.path.dirname(re.split(r"[*?\[]", pattern, maxsplit=1)[0])  # the folder before the first wildcard
-    pattern = str(Path(base).resolve()) + pattern[len(base):]
+    pattern = glob.escape(str(Path(base).resolve())) + pattern[len(base):]
     patterns = {pattern, pattern.replace("**/", "")}
     return lambda path: any(fnmatch.fnmatchcase(path, p) for p in patterns)
 
@@ -300,56 +300,58 @@ def commit_ingest(rows: list[dict], failures: list[Failure], refs: list[VideoRef
     now = catalog.utc_now()
     params_json = catalog.canonical_json(params.as_dict())
     shard_root = Path(shards_dir)
-    seen = _unchanged(refs)
-    with contextlib.ExitStack() as after_commit:  # unused shards are deleted once the catalog has committed
-        with catalog.writer(catalog_path) as con:
-            _delete_unlisted_shards(con, shard_root)
-            _delete_dead_packing_folders(Path(packing_dir).parent, keep=Path(packing_dir))
-            remove_dead_partials(Path(packing_dir).parent)  # of parts a killed run was writing
-            shard_root.mkdir(parents=True, exist_ok=True)
-            packed = [_move_into(shard, shard_root) for shard in packed]
-            shard_of = {vid: shard for shard in packed for vid in shard.video_ids}
-            video_rows = [
-                {**row, "status": "ingested", "mtime_ns": stat_of[row["video_id"]].mtime_ns,
-                 "ingest_params": params_json, "params_hash": params.params_hash,
-                 "short_side_px": params.short_side_px, "clip_frames": params.clip_frames,
-                 "shard_path": str(shard_of[row["video_id"]].path), "ingested_at": now}
-                for row in rows
-            ] + [
-                {"video_id": f.video_id, "path": f.path, "size_bytes": f.size_bytes, "mtime_ns": f.mtime_ns,
-                 "status": "failed", "error_kind": f.error_kind, "error": f.error, "ingest_params": params_json,
-                 "params_hash": params.params_hash, "ingested_at": now}
-                for f in _failures_to_record(con, failures)
-            ]
-            catalog.upsert(con, "videos", "video_id", video_rows)
-            _follow_moved_files(con, seen, {r["video_id"] for r in video_rows})
-            # a run that found no file at all marks nothing: an unmounted folder is likelier than a deleted library
-            missing = _mark_missing(con, seen, library_scope(library), now) if refs or failures else 0
-            catalog.upsert(con, "shards", "shard_path", [
-                {"shard_path": str(s.path), "clip_count": s.clip_count, "video_count": len(s.video_ids),
-                 "size_bytes": s.size_bytes, "created_at": now} for s in packed
-            ])
-            removed, removed_bytes = _drop_unused_shards(con, after_commit)
+    with catalog.writer(catalog_path) as con:
+        removed = _delete_unlisted_shards(con, shard_root)
+        _delete_dead_packing_folders(Path(packing_dir).parent, keep=Path(packing_dir))
+        remove_dead_partials(Path(packing_dir).parent)  # of parts a killed run was writing
+        shard_root.mkdir(parents=True, exist_ok=True)
+        packed = [_move_into(shard, shard_root) for shard in packed]
+        shard_of = {vid: shard for shard in packed for vid in shard.video_ids}
+        kept_shard = _shards_kept_through(con, failures)
+        video_rows = [
+            {**row, "status": "ingested", "mtime_ns": stat_of[row["video_id"]].mtime_ns,
+             "ingest_params": params_json, "params_hash": params.params_hash,
+             "short_side_px": params.short_side_px, "clip_frames": params.clip_frames,
+             "shard_path": str(shard_of[row["video_id"]].path), "ingested_at": now}
+            for row in rows
+        ] + [
+            {"video_id": f.video_id, "path": f.path, "size_bytes": f.size_bytes, "mtime_ns": f.mtime_ns,
+             "status": "failed", "error_kind": f.error_kind, "error": f.error, "ingest_params": params_json,
+             "params_hash": params.params_hash, "shard_path": kept_shard.get(f.video_id), "ingested_at": now}
+            for f in failures
+        ]
+        catalog.upsert(con, "videos", "video_id", video_rows)
+        seen = _unchanged(refs)  # under the lock: what this run saw that still holds
+        _follow_moved_files(con, seen, {r["video_id"] for r in video_rows})
+        # a run that sees no file at all marks nothing: an unmounted folder is likelier than a deleted library
+        missing = _mark_missing(con, seen, library_scope(library), now) if seen else 0
+        catalog.upsert(con, "shards", "shard_path", [
+            {"shard_path": str(s.path), "clip_count": s.clip_count, "video_count": len(s.video_ids),
+             "size_bytes": s.size_bytes, "created_at": now} for s in packed
+        ])
+        unused = _drop_unused_shards(con)
+    # files after the commit, so a failed one loses nothing; a file a reader holds stays, unlisted, for a later run
+    removed.update({path: size for path, size in unused.items()  # only this data folder's own files
+                    if Path(path).parent == shard_root and os.path.exists(path) and shards.delete_unless_read(path)})
     for row in rows:  # after the commit: until then, the parts are what a re-run resumes from
         Path(row["part_path"]).unlink(missing_ok=True)
         Path(row["part_path"]).with_suffix(".json").unlink(missing_ok=True)
     return {
         "ingested": len(rows), "failed": len(failures), "missing": missing, "clips": sum(r["clip_count"] for r in rows),
         "shards": [str(s.path) for s in packed], "shard_bytes": sum(s.size_bytes for s in packed),
-        "shards_removed": removed, "removed_bytes": removed_bytes,
+        "shards_removed": len(removed), "removed_bytes": sum(removed.values()),
     }
 
 
-def _failures_to_record(con, failures: list[Failure]) -> list[Failure]:
-    """The failures whose row to write: a transient one keeps the row (and clips) of a video ingested before.
+def _shards_kept_through(con, failures: list[Failure]) -> dict[str, str]:
+    """video_id -> shard, for transient failures of videos ingested before: their row keeps pointing at the old clips.
 
-    Such a video was found but not re-made this time (its file vanished mid-run, its decode
-    timed out); its earlier clips stay usable, and the next run tries again.
+    The video is recorded as failed (training skips it) and retried by the next run, but
+    its earlier clips are not deleted as unused meanwhile.
     """
-    ingested = {vid for (vid,) in con.execute(
-        "SELECT video_id FROM videos WHERE status = 'ingested' AND video_id IN (SELECT unnest(?::VARCHAR[]))",
-        [[f.video_id for f in failures]]).fetchall()}
-    return [f for f in failures if not (_is_retryable(f.error_kind) and f.video_id in ingested)]
+    transient = [f.video_id for f in failures if _is_retryable(f.error_kind)]
+    return dict(con.execute("SELECT video_id, shard_path FROM videos WHERE status = 'ingested' AND shard_path IS NOT NULL "
+                            "AND video_id IN (SELECT unnest(?::VARCHAR[]))", [transient]).fetchall())
 
 
 def _unchanged(refs: list[VideoRef]) -> list[VideoRef]:
@@ -392,28 +394,36 @@ def _delete_dead_packing_folders(staging: Path, keep: Path) -> None:
             pass
 
 
-def _delete_unlisted_shards(con, shard_root: Path) -> None:
-    """Remove shard files that no committed catalog row vouches for, and dead writers' temp files."""
+def _delete_unlisted_shards(con, shard_root: Path) -> dict[str, int]:
+    """Remove shard files no catalog row vouches for, unless being read, and dead writers' temp files.
+
+    Such files are left by a run killed between moving its shards in and committing, or
+    were unused shards a reader held at an earlier commit. Returns path -> bytes removed.
+    """
     listed = {Path(row[0]).name for row in con.execute("SELECT shard_path FROM shards").fetchall()}
+    removed = {}
     for path in shard_root.glob("[!.]*.parquet"):
         if path.name not in listed:  # by name: a data folder moved as a whole keeps its shards
-            shards.delete_unless_read(path)
+            with contextlib.suppress(FileNotFoundError):
+                size = path.stat().st_size
+                if shards.delete_unless_read(path):
+                    removed[str(path)] = size
     remove_dead_partials(shard_root)
+    return removed
 
 
-def _drop_unused_shards(con, after_commit: contextlib.ExitStack) -> tuple[int, int]:
-    """Drop the rows of shards no catalogued video points at any more; how many, and their bytes.
+def _drop_unused_shards(con) -> dict[str, int]:
+    """Drop the rows of shards no catalogued video points at any more; their paths and sizes, to delete.
 
     A re-ingest (new parameters, or a concurrent run that committed the same video) points
-    videos at new shards, and the old ones hold only stale clips. Their files are deleted
-    when ``after_commit`` closes, so a failed commit loses nothing. A shard a reader holds
-    (``shards.reading``: a training run) keeps its row and waits for a later commit.
+    videos at new shards, and the old ones hold only stale clips. The caller deletes the
+    files once the catalog has committed; a shard a reader holds (``shards.reading``: a
+    training run) stays on disk, unlisted, until a later commit finds it free.
     """
     unused = dict(con.execute("SELECT shard_path, size_bytes FROM shards WHERE shard_path NOT IN "
                               "(SELECT shard_path FROM videos WHERE shard_path IS NOT NULL)").fetchall())
-    deletable = after_commit.enter_context(shards.deleting(unused))
-    con.execute("DELETE FROM shards WHERE shard_path IN (SELECT unnest(?::VARCHAR[]))", [deletable])
-    return len(deletable), sum(unused[path] for path in deletable)
+    con.execute("DELETE FROM shards WHERE shard_path IN (SELECT unnest(?::VARCHAR[]))", [list(unused)])
+    return unused
 
 
 def _follow_moved_files(con, seen: list[VideoRef], just_written: set[str]) -> None:

@@ -21,7 +21,8 @@ from flows.ingest import ingest_library
 from speednet.media import VideoDecoder, probe_container
 from storage import catalog, shards
 from storage.shards import ShardWriter, iter_clips
-from tasks.ingest import (Failure, ShardStager, VideoRef, _delete_dead_packing_folders, _failures_to_record, _unchanged,
+import tasks.ingest
+from tasks.ingest import (Failure, ShardStager, VideoRef, _delete_dead_packing_folders, _shards_kept_through, _unchanged,
                           batches, discover_videos)
 from tasks.ingest_params import IngestParams
 from tasks.score import select_unscored
@@ -151,15 +152,42 @@ def test_a_glob_library_marks_its_own_deleted_files_only(library, home):
     assert sorted(p.rsplit("/", 1)[-1] for (p,) in catalog_rows(home, "SELECT path FROM missing_videos")) == ["a.mp4", "b.mp4"]
 
 
-def test_a_transient_failure_does_not_replace_an_ingested_video(library, home):
+def test_a_transient_failure_keeps_the_earlier_clips_of_an_ingested_video(library, home):
     ingest_library(library=str(library), **SMALL)
     ids = dict(catalog_rows(home, "SELECT regexp_extract(path, '[^/]+$'), video_id FROM videos"))
+    shard_of = dict(catalog_rows(home, "SELECT video_id, shard_path FROM videos WHERE status = 'ingested'"))
     timeout = Failure(str(library / "a.mp4"), ids["a.mp4"], "decode_timeout", "took too long")
     too_short = Failure(str(library / "c.mov"), ids["c.mov"], "too_short", "shorter than one clip")
     new_file = Failure(str(library / "new.mp4"), "new-id", "not_found", "gone")
     with catalog.writer(home / "catalog.duckdb") as con:
-        # a.mp4 keeps its clips and is retried next run; c.mov is too short for the new clip length
-        assert _failures_to_record(con, [timeout, too_short, new_file]) == [too_short, new_file]
+        # a.mp4 is retried by the next run and its clips stay meanwhile; c.mov is too short for new clip settings
+        assert _shards_kept_through(con, [timeout, too_short, new_file]) == {ids["a.mp4"]: shard_of[ids["a.mp4"]]}
+
+
+def test_a_failed_commit_deletes_no_shard(library, home, monkeypatch):
+    ingest_library(library=str(library), **SMALL, target_shard_mb=0.001)
+    before = catalog_rows(home, "SELECT shard_path FROM shards ORDER BY 1")
+    real_drop = tasks.ingest._drop_unused_shards
+
+    def drop_then_fail(con):
+        assert real_drop(con)  # every old shard is unused under the new parameters
+        raise RuntimeError("the catalog commit failed")
+
+    monkeypatch.setattr(tasks.ingest, "_drop_unused_shards", drop_then_fail)
+    with pytest.raises(RuntimeError, match="commit failed"):
+        ingest_library(library=str(library), short_side_px=64, clip_frames=24, target_shard_mb=0.001)
+    assert catalog_rows(home, "SELECT shard_path FROM shards ORDER BY 1") == before
+    assert all(os.path.exists(path) for (path,) in before)
+
+
+def test_a_run_that_sees_no_file_marks_nothing_missing(library, home, tmp_path):
+    ingest_library(library=str(library), **SMALL)
+    emptied = library.rename(tmp_path / "aside")
+    library.mkdir()  # as an unmounted mount point looks
+
+    assert ingest_library(library=str(library), **SMALL)["missing"] == 0
+    assert catalog_rows(home, "SELECT count(*) FROM missing_videos") == [(0,)]
+    assert emptied.exists()
 
 
 def test_a_run_trusts_only_files_unchanged_since_it_looked(tmp_path):
@@ -210,7 +238,7 @@ def test_shards_of_re_ingested_videos_are_deleted_unless_being_read(library, hom
 
     assert (summary["ingested"], summary["shards_removed"]) == (3, 2) and summary["removed_bytes"] > 0
     listed = {p for (p,) in catalog_rows(home, "SELECT shard_path FROM shards")}
-    assert listed & old == {read} and os.path.exists(read)
+    assert not listed & old and os.path.exists(read)  # unlisted, but on disk while read
     assert not any(os.path.exists(p) for p in old - {read})
     summary = ingest_library(library=str(library), short_side_px=64, clip_frames=24)  # nothing new; the reader is done
     assert (summary["ingested"], summary["shards_removed"]) == (0, 1) and not os.path.exists(read)
@@ -240,24 +268,21 @@ def test_a_reader_that_waited_for_a_deletion_is_told_too(tmp_path):
         except FileNotFoundError as e:
             outcome.append(str(e))
 
-    with shards.deleting([shard]) as deletable:
-        assert deletable == [str(shard)]
+    def opened() -> int:
+        return sum(os.readlink(f"/proc/self/fd/{fd}") == str(shard) for fd in os.listdir("/proc/self/fd")
+                   if os.path.islink(f"/proc/self/fd/{fd}"))
+
+    with open(shard, "rb") as deleter:
+        fcntl.flock(deleter, fcntl.LOCK_EX)  # as delete_unless_read holds it while deleting
         reader = threading.Thread(target=read)
-        reader.start()  # opens the file, then waits at the lock
-        time.sleep(0.3)
-        assert not outcome
-    reader.join(5)
-    assert not shard.exists() and len(outcome) == 1 and "is gone" in outcome[0]
-
-
-def test_a_failed_commit_deletes_no_shard(tmp_path):
-    shard = tmp_path / "shard.parquet"
-    shard.write_bytes(b"x")
-    with pytest.raises(RuntimeError):
-        with shards.deleting([shard]) as deletable:
-            assert deletable == [str(shard)]
-            raise RuntimeError("the catalog transaction failed")
-    assert shard.exists() and shards.delete_unless_read(shard)
+        reader.start()
+        deadline = time.monotonic() + 10
+        while opened() < 2 and time.monotonic() < deadline:  # the reader has the file open: it waits at the lock
+            time.sleep(0.01)
+        assert opened() == 2 and not outcome
+        os.unlink(shard)
+    reader.join(10)
+    assert len(outcome) == 1 and "is gone" in outcome[0]
 
 
 _RUN_FLOW = """
