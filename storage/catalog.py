@@ -77,7 +77,7 @@ def _open(path: Path, read_only: bool, retry_s: float) -> duckdb.DuckDBPyConnect
 def _version(con: duckdb.DuckDBPyConnection) -> int:
     """The schema version a catalog was last brought to (0 for a DuckDB file that is no speednet catalog)."""
     try:
-        return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+        return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()[0][0]  # leaves no open result
     except duckdb.CatalogException:
         return 0
 

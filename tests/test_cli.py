@@ -42,6 +42,16 @@ def test_sql_without_a_catalog_says_how_to_make_one(tmp_path):
     assert run.returncode != 0 and "ingest" in run.stderr
 
 
+def test_sql_prints_the_result_of_a_query_on_the_catalog(tmp_path):
+    from storage import catalog
+
+    with catalog.writer(tmp_path / "catalog.duckdb") as con:
+        catalog.upsert(con, "videos", "video_id", [{"video_id": "v1", "path": "/lib/v1.mp4", "status": "ingested",
+                                                     "ingested_at": catalog.utc_now()}])
+    out = speednet("sql", "SELECT path, duration_s FROM ingested_videos", "--catalog", str(tmp_path / "catalog.duckdb")).stdout
+    assert "/lib/v1.mp4" in out and "duration_s" in out
+
+
 def test_score_prints_speediness_per_second_for_one_file_without_a_database(pan_model, tmp_path):
     from _pan import write_pan_video
     from speednet.model import save_checkpoint
