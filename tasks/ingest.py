@@ -322,9 +322,10 @@ def commit_ingest(rows: list[dict], failures: list[Failure], refs: list[VideoRef
         ]
         catalog.upsert(con, "videos", "video_id", video_rows)
         seen = _unchanged(refs)  # under the lock: what this run saw that still holds
-        _follow_moved_files(con, seen, {r["video_id"] for r in video_rows})
+        id_at = {r.path: r.video_id for r in seen}
+        _follow_moved_files(con, seen, id_at, {r["video_id"] for r in video_rows})
         # a run that sees no file at all marks nothing: an unmounted folder is likelier than a deleted library
-        missing = _mark_missing(con, seen, library_scope(library), now) if seen else 0
+        missing = _mark_missing(con, id_at, library_scope(library), now) if seen else 0
         catalog.upsert(con, "shards", "shard_path", [
             {"shard_path": str(s.path), "clip_count": s.clip_count, "video_count": len(s.video_ids),
              "size_bytes": s.size_bytes, "created_at": now} for s in packed
@@ -426,13 +427,13 @@ def _drop_unused_shards(con) -> dict[str, int]:
     return unused
 
 
-def _follow_moved_files(con, seen: list[VideoRef], just_written: set[str]) -> None:
+def _follow_moved_files(con, seen: list[VideoRef], id_at: dict[str, str], just_written: set[str]) -> None:
     """Point known videos whose catalogued path no longer holds them at where their bytes are now.
 
     A rename keeps id and clips; so does a move followed by a new file under the old name.
+    ``id_at`` maps each path this run saw (and still trusts) to the video it holds.
     """
     current = dict(con.execute("SELECT video_id, path FROM videos").fetchall())
-    id_at = {r.path: r.video_id for r in seen}
     moved = {r.video_id: r for r in seen
              if r.video_id not in just_written and r.video_id in current
              and current[r.video_id] != r.path and _displaced(current[r.video_id], r.video_id, id_at)}
@@ -441,7 +442,7 @@ def _follow_moved_files(con, seen: list[VideoRef], just_written: set[str]) -> No
                         [(r.path, r.mtime_ns, r.video_id) for r in moved.values()])
 
 
-def _mark_missing(con, seen: list[VideoRef], in_library: Callable[[str], bool], now) -> int:
+def _mark_missing(con, id_at: dict[str, str], in_library: Callable[[str], bool], now) -> int:
     """Set ``missing_since`` on catalogued videos of this library no longer found; clear it on those found again.
 
     A video is missing when its path no longer holds it and its bytes were not seen
@@ -449,8 +450,7 @@ def _mark_missing(con, seen: list[VideoRef], in_library: Callable[[str], bool], 
     and scores stay, and the mark clears if the bytes come back. Returns how many videos
     were newly marked.
     """
-    found = {r.video_id for r in seen}
-    id_at = {r.path: r.video_id for r in seen}
+    found = set(id_at.values())
     con.execute("UPDATE videos SET missing_since = NULL WHERE missing_since IS NOT NULL "
                 "AND video_id IN (SELECT unnest(?::VARCHAR[]))", [sorted(found)])
     present = con.execute("SELECT video_id, path FROM videos WHERE missing_since IS NULL").fetchall()
