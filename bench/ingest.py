@@ -39,7 +39,8 @@ import numpy as np  # noqa: E402
 
 from speednet.clips import plan_clips  # noqa: E402
 from speednet.ffmpeg import ffmpeg_exe  # noqa: E402
-from speednet.media import VideoDecoder, frame_step_for, probe_containers  # noqa: E402
+from speednet.media import VideoDecoder, probe_containers  # noqa: E402
+from speednet.timebase import TimeBase  # noqa: E402
 from speednet.samples import write_real_clips  # noqa: E402
 
 
@@ -59,7 +60,7 @@ def default_library(root: Path, count: int = 16) -> Path:
 def decode_only(path: str, info, short_side_px: int, clip_frames: int) -> int:
     """Decode exactly the frames ingest stores for ``path`` (container already probed); returns how many."""
     decoder = VideoDecoder(path, info, short_side_px)
-    clips = plan_clips(decoder.frame_count, clip_frames, frame_step_for(decoder.fps, 30.0))
+    clips = plan_clips(decoder.frame_count, clip_frames, TimeBase.for_fps(decoder.fps).step)
     needed = np.unique(clips)
     for start in range(0, len(needed), 256):
         decoder.decode(needed[start:start + 256])

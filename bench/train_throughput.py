@@ -1,11 +1,15 @@
-"""Training input pipeline vs training step, in clips/s, on the ingested sample library.
+"""Training input pipeline vs training step, in clips/s, on the ingested library or on fresh procedural scenes.
 
 The loader must outrun the step it feeds (target: loader/step ≥ 2), else training waits on
 data. A clip here is one model input (same-batch: a batch of 32 holds 16 source clips,
 each at both speeds). The loader is the one ``tasks.trainer.train`` builds; the step is
 forward + backward + AdamW on one fixed batch of the same shape.
 
-    OMP_WAIT_POLICY=passive .venv/bin/python bench/train_throughput.py [--batch-size 32] [--workers 2]
+    OMP_WAIT_POLICY=passive .venv/bin/python bench/train_throughput.py [--batch-size 32] [--workers 1]
+    OMP_WAIT_POLICY=passive .venv/bin/python bench/train_throughput.py --source procedural --workers 1
+
+``--source procedural`` times the procedural source: every clip a fresh physics scene,
+drawn in the loader workers at the model's input size (no library needed).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from speednet.model import PRESETS, build_speednet  # noqa: E402
 from storage import paths  # noqa: E402
+from storage.clip_dataset import ClipSource  # noqa: E402
 from tasks.train import split_by_video  # noqa: E402
 from tasks.trainer import TrainConfig, make_loader  # noqa: E402
 
@@ -77,15 +82,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-home", type=Path, default=paths.data_home(), help="ingested library (%(default)s)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2, help="loader worker processes")
+    parser.add_argument("--workers", type=int, default=1, help="loader worker processes")
+    parser.add_argument("--source", choices=("library", "procedural"), default="library")
+    parser.add_argument("--sampler", default="mixed", help="temporal sampler of the batches (drops, regular, mixed)")
     parser.add_argument("--batches", type=int, default=20, help="loader batches timed after warm-up")
     parser.add_argument("--steps", type=int, default=10, help="training steps timed after 2 warm-up steps")
     args = parser.parse_args()
-    config = TrainConfig(preset="cpu", batch_size=args.batch_size, loader_workers=args.workers)
-    split = split_by_video.fn(str(paths.catalog_path(args.data_home)), 0.15, 0)
-    source = split.source("train")
-    print(f"library: {args.data_home} ({len(split.train)} training videos, {len(source.units())} row groups), "
-          f"preset {config.preset}, batch {config.batch_size}, {config.loader_workers} loader workers, "
+    procedural = args.source == "procedural"
+    config = TrainConfig(preset="cpu", batch_size=args.batch_size, loader_workers=args.workers,
+                         procedural_share=1.0 if procedural else 0.0, temporal_sampler=args.sampler)
+    if procedural:
+        source = ClipSource({})
+        print("source: fresh procedural scenes, drawn square at the input size")
+    else:
+        split = split_by_video.fn(str(paths.catalog_path(args.data_home)), 0.15, 0)
+        source = split.source("train")
+        print(f"library: {args.data_home} ({len(split.train)} training videos, {len(source.units())} row groups)")
+    print(f"preset {config.preset}, batch {config.batch_size}, {config.loader_workers} loader workers, "
           f"{torch.get_num_threads()} torch threads, {os.cpu_count()} cores")
 
     loader = make_loader(config, source, PRESETS[config.preset], seed=config.seed)

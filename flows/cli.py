@@ -27,6 +27,22 @@ app.add_typer(stack_app, name="stack")
 console = Console(stderr=True)
 
 
+def _cannot(what: str, error: BaseException) -> None:
+    """End a command with one line (what could not be done, and the error's own what-to-do) and exit 1."""
+    console.print(f"[red]cannot {what}:[/red] {escape(str(error))}", soft_wrap=True, highlight=False)
+    raise typer.Exit(1)
+
+
+def _need_model(what: str, model: str | None) -> None:
+    """Fail before a flow starts when there is no catalog or no such model (Prefect would log a traceback)."""
+    from tasks.score import resolve_model
+
+    try:
+        resolve_model(str(paths.catalog_path()), model)
+    except (ValueError, FileNotFoundError) as e:
+        _cannot(what, e)
+
+
 @app.command()
 def samples(
     out_dir: Path = typer.Argument(None, help="Where to write the library (default: <data home>/samples)."),
@@ -62,7 +78,6 @@ def ingest(
     library: Optional[str] = typer.Argument(None, help="Folder, glob or file (default: the sample library)."),
     short_side_px: int = typer.Option(128, help="Decode with this short side (decoder-side resize)."),
     clip_frames: int = typer.Option(48, help="Frames per stored clip (3T)."),
-    max_fps: float = typer.Option(30.0, help="Thin faster sources by keeping every n-th frame."),
     frame_encoding: str = typer.Option("jpeg", help="jpeg (quality 90, compact) or raw (exact pixels, ~7x larger)."),
     target_shard_mb: float = typer.Option(256.0, help="Approximate size of each Parquet shard."),
     dask: Optional[str] = typer.Option(None, help="Address of a Dask scheduler to fan out on (default: threads)."),
@@ -74,10 +89,10 @@ def ingest(
     from flows.runners import task_runner_from_settings
 
     if library and not Path(library).expanduser().exists() and not glob.glob(library, recursive=True):
-        console.print(f"[red]library {library!r} does not exist and matches no files[/red]; give a folder, a glob or a file")
-        raise typer.Exit(1)
+        _cannot("ingest", FileNotFoundError(f"library {library!r} does not exist and matches no files; "
+                                            f"give a folder, a glob or a file"))
     flow = ingest_library.with_options(task_runner=task_runner_from_settings(dask)) if dask else ingest_library
-    summary = flow(library=library, short_side_px=short_side_px, clip_frames=clip_frames, max_fps=max_fps,
+    summary = flow(library=library, short_side_px=short_side_px, clip_frames=clip_frames,
                    frame_encoding=frame_encoding, target_shard_mb=target_shard_mb)
     print_ingest_summary(summary)
 
@@ -107,13 +122,35 @@ def train(
     steps: int = typer.Option(1200, help="Training steps."),
     batch_size: int = typer.Option(32, help="Items per step (each clip at both speeds)."),
     lr: float = typer.Option(2e-3, help="Peak learning rate (warm-up, then cosine)."),
+    init_from: Optional[str] = typer.Option(None, help="Fine-tune from: 'reference' (the shipped model), a checkpoint "
+                                                       "file or a registered model_id."),
+    procedural_share: float = typer.Option(0.5, help="Share of batches drawn from fresh physics scenes (1: no library)."),
+    domains: str = typer.Option("real,synthetic", help="Which ingested videos train, comma-separated."),
+    curriculum_steps: int = typer.Option(0, help="Fresh scenes' sped-up rate narrows from 3-4x to the paper's 1.7-2.2x "
+                                                 "over these steps (0: 2x from the start)."),
+    eval_every: int = typer.Option(0, help="Held-out evaluation on fresh scenes every n steps (0: at the end only)."),
+    seed: int = typer.Option(0, help="Seed of the split, the weights and the procedural scenes."),
     nproc: int = typer.Option(1, help="Processes; > 1 runs torchrun DDP (gloo on CPU, nccl on GPUs)."),
     resume: bool = typer.Option(True, help="Continue a killed run with the same settings from its checkpoint."),
 ) -> None:
-    """Train SpeedNet on the ingested clips and register the model (runs the train-speednet flow here)."""
+    """Train SpeedNet on the ingested clips and fresh scenes, and register the model (runs train-speednet here)."""
     from flows.train import train_speednet
+    from tasks.train import resolve_init, split_by_video
 
-    result = train_speednet(preset=preset, steps=steps, batch_size=batch_size, lr=lr, nproc=nproc, resume=resume)
+    domain_list = [d.strip() for d in domains.split(",") if d.strip()]
+    try:  # the reasons a run cannot start, said in one line before Prefect starts (it would log a traceback)
+        resolve_init(init_from, str(paths.catalog_path()))
+        if procedural_share < 1.0 or paths.catalog_path().exists():
+            split_by_video.fn(str(paths.catalog_path()), 0.15, seed, tuple(domain_list), allow_empty=procedural_share == 1.0)
+    except (ValueError, FileNotFoundError) as e:
+        _cannot("train", e)
+    try:
+        result = train_speednet(preset=preset, steps=steps, batch_size=batch_size, lr=lr, init_from=init_from,
+                                procedural_share=procedural_share, domains=domain_list,
+                                curriculum_steps=curriculum_steps, eval_every=eval_every, seed=seed, nproc=nproc,
+                                resume=resume)
+    except (ValueError, FileNotFoundError) as e:
+        _cannot("train", e)
     console.print_json(json.dumps(result["metrics"]))
     console.print(f"model {result['model_id']} registered; curves: {result['plot']}")
 
@@ -132,6 +169,7 @@ def score_library_command(
     """Score every ingested video not yet scored by the model (runs the score-library flow here)."""
     from flows.score import score_library
 
+    _need_model("score the library", model)
     summary = score_library(model=model, levels=levels, stride=stride, rho=rho, mode=mode, budget=budget, plots=plots,
                             retry_failed=retry_failed)
     console.print(f"model {summary['model_id'][:12]}: {summary['scored']} scored, {summary['failed']} failed "
@@ -146,7 +184,8 @@ def score(
     stride: int = typer.Option(4, help="Window stride in frames of each speed version."),
     rho: float = typer.Option(0.5, help="ρ: P(natural) above which a speed counts as natural."),
     mode: str = typer.Option("sliding", help="sliding (exact) or dense (faster, pooled in feature space)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the per-second rows as JSON lines."),
+    as_json: bool = typer.Option(False, "--json", help="Print the per-second rows as JSON lines (every speed)."),
+    all_speeds: bool = typer.Option(False, "--all-speeds", help="Show P(natural) at every speed, not just 1x and ~2x."),
     plot: Optional[Path] = typer.Option(None, help="Also write a PNG of V(t) and P_i(t) here."),
 ) -> None:
     """Per-second speediness of one file, without touching the database."""
@@ -163,18 +202,20 @@ def score(
     except (MediaError, FileNotFoundError, ValueError) as e:
         console.print(f"[red]cannot score:[/red] {escape(str(e))}", soft_wrap=True, highlight=False)
         raise typer.Exit(1)
-    rows = per_second_table(result, rho)
+    rows = per_second_table(result, rho, all_speeds=as_json or all_speeds)
     if as_json:
         for row in rows:
             print(json.dumps(row))
     else:
         table = Table(title=f"{video.name}: speediness per second (model {ref.model_id[:12]}, ρ = {rho})")
         for column in rows[0]:
-            table.add_column(column, justify="right")
+            table.add_column("V(t)" if column == "speediness" else column, justify="left" if column == "segment" else "right",
+                             no_wrap=True)
         for row in rows:
             table.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()))
         Console().print(table)
-        console.print("speediness = largest speed still judged natural; ≥ 2: slow motion, < 1: looks sped up already")
+        console.print("V(t) = largest speed still judged natural (≥ 2: slow motion, < 1: sped up already); "
+                      "p@s = P(natural) at speed s" + ("" if all_speeds else "; every speed: --all-speeds or --json"))
     if plot:
         from tasks.plots import plot_speediness
 
@@ -192,9 +233,44 @@ def embed_library_command(
     """Embed every ingested video's windows into the model's FAISS index (runs the embed-library flow here)."""
     from flows.embed import embed_library
 
+    _need_model("embed the library", model)
     summary = embed_library(model=model, stride=stride, dtype=dtype, rebuild=rebuild, retry_failed=retry_failed)
     console.print(f"model {summary['model_id'][:12]}: {summary['embedded']} embedded, {summary['failed']} failed; "
                   f"{summary['vectors']} vectors in a {summary['index_type']} index at {summary['index_dir']}")
+
+
+@app.command("render-speedups")
+def render_speedups_command(
+    model: Optional[str] = typer.Option(None, help="model_id (or prefix); default: the latest registered."),
+    rate: float = typer.Option(3.0, help="R_o: overall speedup, source duration / output duration (>= 1)."),
+    alpha: float = typer.Option(1.0, help="Smoothness weight α in s²."),
+    beta: float = typer.Option(1.0, help="Weight β of the overall-rate term."),
+    s_max: float = typer.Option(10.0, help="Fastest speed the curve may reach."),
+    video_id: Optional[list[str]] = typer.Option(None, "--video-id", help="Only this video (repeat for more)."),
+    where: Optional[str] = typer.Option(None, help="SQL over video_speediness columns, e.g. \"frac_slow_motion > 0.2\"."),
+    output_dir: Optional[Path] = typer.Option(None, help="Where renders go (default: <data home>/renders)."),
+    fps: Optional[float] = typer.Option(None, help="Output frame rate (default: the source's)."),
+    side_by_side: bool = typer.Option(False, help="Also write <name>-side-by-side.mp4: adaptive | uniform."),
+    audio: bool = typer.Option(False, help="Keep the audio, time-stretched to follow the speed."),
+    blend: bool = typer.Option(False, help="Blend the two source frames around each output time."),
+    plots: bool = typer.Option(False, help="Write a PNG of V(t), S*(t) and the uniform rate beside each render."),
+    retry_failed: bool = typer.Option(False, help="Try videos that failed before again."),
+) -> None:
+    """Adaptive speedup renders of every scored video not yet rendered (runs the render-speedups flow here)."""
+    import duckdb
+
+    from flows.render import render_speedups
+
+    _need_model("render", model)
+    try:
+        summary = render_speedups(model=model, rate=rate, alpha=alpha, beta=beta, s_max=s_max, video_ids=video_id or None,
+                                  where=where, output_dir=str(output_dir) if output_dir else None, fps=fps,
+                                  side_by_side=side_by_side, audio=audio, blend=blend, plots=plots,
+                                  retry_failed=retry_failed)
+    except (ValueError, FileNotFoundError, duckdb.Error) as e:
+        _cannot("render", e)
+    console.print(f"model {summary['model_id'][:12]}: {summary['rendered']} rendered, {summary['failed']} failed "
+                  f"(see the renders table); files in {summary['output_dir']}")
 
 
 @app.command()
@@ -382,12 +458,40 @@ def deploy() -> None:
 # the worst case, all ~10,900 windows, about 6 minutes.
 DEMO_STEPS = (
     ("ingest-library/default", {}),
-    ("train-speednet/default", {"steps": 200}),
+    # Fine-tunes the shipped reference model (models/README.md) on the sample library, half
+    # the batches fresh physics scenes, at a low learning rate: a few minutes, and the
+    # demo's scores, segments, renders and search come from a model that has learnt the task.
+    ("train-speednet/default", {"steps": 150, "init_from": "reference", "lr": 3e-4, "warmup_steps": 10,
+                                "procedural_share": 0.5, "eval_scenes": 100}),
     ("score-library/default", {"budget": True, "stride": 16}),
     ("embed-library/default", {"stride": 16}),
     ("render-speedups/default", {"rate": 2.0, "side_by_side": True, "plots": True,
                                  "where": "path LIKE '%/real/%' OR path LIKE '%variant-%'"}),
 )
+
+
+def print_model_summary(catalog_path: Path) -> None:
+    """The latest model against the mean-flow baseline, held-out, per domain: accuracy and AUC side by side."""
+    from storage.catalog import connect
+
+    con = connect(catalog_path, read_only=True)
+    try:
+        model_id, metrics = con.execute("SELECT model_id, metrics FROM latest_model").fetchone()
+    finally:
+        con.close()
+    metrics = json.loads(metrics)
+    table = Table(title=f"model {model_id[:12]}: natural vs 2x on held-out clips (exact speeds)")
+    for column in ("held-out clips", "n", "SpeedNet acc", "AUC", "mean-flow acc", "AUC", "flow fit on"):
+        table.add_column(column, justify="left" if column.startswith("held") else "right")
+    fmt = lambda v: "-" if v is None or v != v else f"{v:.3f}"  # noqa: E731
+    for domain, label in (("synthetic", "synthetic scenes (library)"), ("real", "real clips (library)")):
+        m = metrics.get(domain, {})
+        table.add_row(label, str(m.get("clips", 0)), fmt(m.get("speednet_accuracy")), fmt(m.get("speednet_auc")),
+                      fmt(m.get("flow_baseline_accuracy")), fmt(m.get("flow_baseline_auc")), m.get("flow_baseline_fit", "-"))
+    fresh = metrics.get("fresh_scenes")
+    if fresh:
+        table.add_row("fresh physics scenes", str(fresh["clips"]), fmt(fresh["exact"]), "-", "-", "-", "-")
+    Console().print(table)
 
 
 @app.command()
@@ -417,8 +521,7 @@ def demo(synthetic: int = typer.Option(200, help="Synthetic scenes in the sample
         console.print(f"{deployment}: completed (log: {log})")
     sql("SELECT status, missing_since IS NOT NULL AS missing, count(*) AS videos, sum(clip_count) AS clips "
         "FROM videos GROUP BY ALL ORDER BY ALL", None)
-    sql("SELECT model_id, preset, json_extract(metrics, '$.synthetic.speednet_accuracy') AS speednet_synthetic, "
-        "json_extract(metrics, '$.synthetic.flow_baseline_accuracy') AS flow_baseline_synthetic FROM latest_model", None)
+    print_model_summary(paths.catalog_path(home))
     sql("SELECT path, round(mean_speediness, 2) AS mean_v, round(frac_slow_motion, 2) AS slow_motion "
         "FROM speedupable_videos LIMIT 5", None)
     console.print("\n[bold]Where to look[/bold]")

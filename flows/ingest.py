@@ -29,7 +29,6 @@ def ingest_library(
     short_side_px: int = 128,
     clip_frames: int = 48,
     clip_stride_frames: int | None = None,
-    max_fps: float = 30.0,
     frame_encoding: Literal["jpeg", "raw"] = "jpeg",
     target_shard_mb: float = 256.0,
     decode_timeout_s: float = 300.0,
@@ -39,7 +38,7 @@ def ingest_library(
     home = Path(data_home) if data_home else paths.data_home()
     library = library or str(paths.samples_dir(home))
     catalog_path, shards_dir = str(paths.catalog_path(home)), str(paths.shards_dir(home))
-    params = IngestParams(short_side_px, clip_frames, clip_stride_frames, max_fps, frame_encoding)
+    params = IngestParams(short_side_px, clip_frames, clip_stride_frames, frame_encoding)
 
     warm_up()  # decoder processes start while files are hashed
     found = discover_videos(library)

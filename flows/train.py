@@ -10,7 +10,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from storage import paths, shards
-from tasks.train import evaluate_model, plot_curves, register_model, split_by_video, train_model
+from tasks.train import (DOMAINS, evaluate_model, plot_curves, register_model, resolve_init, split_by_video,
+                         train_model)
 from tasks.trainer import TrainConfig
 
 
@@ -21,33 +22,54 @@ def train_speednet(
     steps: int = 1200,
     batch_size: int = 32,
     lr: float = 2e-3,
+    warmup_steps: int = 50,
     seed: int = 0,
     resume: bool = True,
     val_fraction: float = 0.15,
+    domains: list[str] = list(DOMAINS),
+    procedural_share: float = 0.5,
+    init_from: str | None = None,
+    temporal_sampler: str = "mixed",
+    curriculum_steps: int = 0,
+    ema_decay: float = 0.998,
+    bn_recalibration_batches: int = 30,
+    eval_every: int = 0,
+    eval_scenes: int = 100,
     same_batch: bool = True,
     temporal_aug: bool = True,
-    spatial_aug: bool = True,
-    loader_workers: int = 2,
+    spatial_aug: bool = False,
+    loader_workers: int = 1,
     nproc: int = 1,
     checkpoint_every: int = 100,
 ) -> dict:
-    """Train SpeedNet on the ingested library; resumes a killed run with the same settings."""
+    """Train SpeedNet on the ingested library mixed with fresh procedural scenes; resumes a killed run.
+
+    ``procedural_share`` of the batches are fresh physics scenes (1.0: no library needed);
+    ``init_from`` fine-tunes from ``reference`` (the shipped model), a checkpoint file or a
+    registered model_id; ``domains`` says which ingested videos train ("real", "synthetic").
+    """
     log = get_run_logger()
     home = Path(data_home) if data_home else paths.data_home()
     catalog_path = str(paths.catalog_path(home))
-    config = TrainConfig(preset=preset, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+    config = TrainConfig(preset=preset, steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, seed=seed,
                          same_batch=same_batch, temporal_aug=temporal_aug, spatial_aug=spatial_aug,
-                         loader_workers=loader_workers, checkpoint_every=checkpoint_every)
-    split = split_by_video(catalog_path, val_fraction, seed)
+                         loader_workers=loader_workers, checkpoint_every=checkpoint_every,
+                         temporal_sampler=temporal_sampler, procedural_share=procedural_share,
+                         curriculum_steps=curriculum_steps, ema_decay=ema_decay, eval_every=eval_every,
+                         eval_scenes=eval_scenes, bn_recalibration_batches=bn_recalibration_batches,
+                         init_from=resolve_init(init_from, catalog_path))
+    split = split_by_video(catalog_path, val_fraction, seed, tuple(domains), allow_empty=procedural_share == 1.0)
     run_id = hashlib.blake2b(json.dumps([repr(config), split.snapshot]).encode(), digest_size=6).hexdigest()
     run_dir = home / "runs" / f"run-{run_id}"
-    log.info("%d training videos, %d held out; run folder %s", len(split.train), len(split.held_out), run_dir)
+    log.info("%d training videos (%s), %d held out, %.0f%% of batches fresh procedural scenes; run folder %s",
+             len(split.train), ", ".join(domains), len(split.held_out), 100 * procedural_share, run_dir)
 
     with shards.reading(entry.shard_path for entry in split.train + split.held_out):  # no ingest deletes them meanwhile
         result = train_model(config, split, str(run_dir), resume, nproc)
-        metrics = evaluate_model(result["checkpoint"], split)
+        metrics = evaluate_model(result["checkpoint"], split, history=result["history"])
     plot = plot_curves(result["history"], metrics, str(run_dir / "curves.png"))
-    model_id = register_model(result["checkpoint"], config, split, metrics, catalog_path, str(home / "models"))
+    model_id = register_model(result["checkpoint"], config, split, metrics, catalog_path, str(home / "models"),
+                              domains=list(domains))
 
     create_table_artifact([{"domain": d, **m} for d, m in metrics.items()], key="train-metrics",
                           description=f"Held-out natural-vs-2x accuracy of model {model_id}")

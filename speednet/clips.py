@@ -1,7 +1,7 @@
 """Which source frames make up each stored clip.
 
 A clip is ``clip_frames`` consecutive frames (3T, so training can skip-sample T of them
-at rates up to ~2.2). Sources above ``max_fps`` are thinned by keeping every n-th frame,
+at rates up to ~2.2). Fast sources are thinned by keeping every n-th frame (speednet.timebase),
 so frame spacing stays regular and no frame is ever duplicated.
 """
 

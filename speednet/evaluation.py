@@ -4,6 +4,10 @@ Evaluation uses exact speeds (every frame vs every second frame, no rate jitter)
 frames at the model's input size (as the scorer and the flow baseline see them), so the
 numbers measure the question users ask — "is this 1x or 2x?" — and
 are repeatable. Both methods see the same clips.
+
+``sampler_report`` adds what shows a shortcut or a miscalibrated threshold: the same
+clips sampled as in training (random drops), at regular jittered rates, and the share of
+pairs whose 2x version the model ranks above its 1x version (threshold-free).
 """
 
 from __future__ import annotations
@@ -12,8 +16,10 @@ import numpy as np
 import torch
 
 from speednet.model import SpeedNet, normalize_uint8
-from speednet.optical_flow import fit_threshold, mean_flow_magnitude
-from speednet.sampling import resize_short_side
+from speednet.optical_flow import auc, fit_threshold, mean_flow_magnitude
+from speednet.sampling import resize_short_side, skip_sample
+
+EVALUATION_SAMPLERS = ("exact", "regular", "drops")
 
 
 def speed_versions(clip: np.ndarray, clip_frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -23,19 +29,37 @@ def speed_versions(clip: np.ndarray, clip_frames: int) -> tuple[np.ndarray, np.n
     return clip[:clip_frames], clip[: 2 * clip_frames : 2]
 
 
+def sampled_versions(clip: np.ndarray, clip_frames: int, sampler: str,
+                     rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(natural, sped-up) versions of a clip of ≥ 3T frames by one of ``EVALUATION_SAMPLERS``.
+
+    "exact": 1x and 2x (``speed_versions``); "regular": frames floor(u + j·f) at
+    f ~ U(1.0, 1.2) and U(1.7, 2.2), as the scorer resamples; "drops": the paper's random
+    frame drops at those rates (what training feeds by default).
+    """
+    if sampler == "exact":
+        return speed_versions(clip, clip_frames)
+    if sampler not in EVALUATION_SAMPLERS:
+        raise ValueError(f"sampler must be one of {EVALUATION_SAMPLERS}, got {sampler!r}")
+    return tuple(clip[skip_sample(len(clip), clip_frames, rng, sped_up, sampler=sampler)] for sped_up in (False, True))
+
+
 @torch.no_grad()
-def speednet_scores(model: SpeedNet, clips: list[np.ndarray], *, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """P(sped up) of the natural and of the 2x version of every clip (whole frames, eval mode).
+def speednet_scores(model: SpeedNet, clips: list[np.ndarray], *, batch_size: int = 16, sampler: str = "exact",
+                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """P(sped up) of the natural and of the sped-up version of every clip (whole frames, eval mode).
 
     Whole frames, short side at the input size, as the scorer sees them: a centre square of a
     16:9 frame drops 44% of its width, and with it the only moving object of one synthetic
-    clip in eight (bench/crop_motion.py).
+    clip in eight (bench/crop_motion.py). Versions are exact 1x/2x unless ``sampler`` says
+    otherwise (seeded, so a report is repeatable).
     """
     config = model.config
     device = next(model.parameters()).device
     model.eval()
+    rng = np.random.default_rng(seed)
     items = [resize_short_side(version, config.input_size) for clip in clips
-             for version in speed_versions(clip, config.clip_frames)]
+             for version in sampled_versions(clip, config.clip_frames, sampler, rng)]
     by_shape: dict[tuple, list[int]] = {}
     for index, item in enumerate(items):  # clips of one aspect ratio batch together
         by_shape.setdefault(tuple(item.shape), []).append(index)
@@ -56,6 +80,23 @@ def speednet_accuracy(model: SpeedNet, clips: list[np.ndarray]) -> float:
     return float(np.mean(np.concatenate([p_natural_version < 0.5, p_fast_version >= 0.5])))
 
 
+def sampler_report(model: SpeedNet, clips: list[np.ndarray], *, seed: int = 0) -> dict:
+    """Accuracy at threshold 0.5 under each of ``EVALUATION_SAMPLERS``, plus pair ranking at exact speeds.
+
+    ``ranking``: share of clips whose 2x version gets the higher P(sped up), a measure that no
+    threshold shift can move; ``natural_ok`` / ``sped_up_ok``: exact-speed accuracy per class,
+    which shows a threshold that suits one class only.
+    """
+    report = {"clips": len(clips)}
+    for sampler in EVALUATION_SAMPLERS:
+        natural, fast = speednet_scores(model, clips, sampler=sampler, seed=seed)
+        report[sampler] = float(np.mean(np.concatenate([natural < 0.5, fast >= 0.5])))
+        if sampler == "exact":
+            report["ranking"] = float(np.mean(fast > natural))
+            report["natural_ok"], report["sped_up_ok"] = float(np.mean(natural < 0.5)), float(np.mean(fast >= 0.5))
+    return report
+
+
 def flow_magnitudes_of(clips: list[np.ndarray], clip_frames: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean optical-flow magnitude of the natural and of the 2x version of every clip."""
     pairs = [speed_versions(clip, clip_frames) for clip in clips]
@@ -72,3 +113,20 @@ def flow_baseline_accuracy(train_clips: list[np.ndarray], test_clips: list[np.nd
     labels = np.r_[np.zeros(len(natural)), np.ones(len(fast))].astype(bool)
     return {"threshold": float(classifier.threshold),
             "accuracy": float(classifier.accuracy(np.concatenate([natural, fast]), labels))}
+
+
+def compare_with_flow_baseline(model: SpeedNet, fit_clips: list[np.ndarray], test_clips: list[np.ndarray]) -> dict:
+    """SpeedNet and the mean-flow baseline (threshold fit on ``fit_clips``) on the same exact 1x/2x test versions.
+
+    Accuracy at threshold 0.5 (SpeedNet) or the fitted threshold (baseline), and each one's
+    AUC, which no threshold choice can move.
+    """
+    natural, fast = speednet_scores(model, test_clips)
+    labels = np.repeat([False, True], len(test_clips))
+    fit_natural, fit_fast = flow_magnitudes_of(fit_clips, model.config.clip_frames)
+    classifier = fit_threshold(np.concatenate([fit_natural, fit_fast]), np.repeat([False, True], len(fit_clips)))
+    flow = np.concatenate(flow_magnitudes_of(test_clips, model.config.clip_frames))
+    return {"speednet_accuracy": float(np.mean(np.concatenate([natural < 0.5, fast >= 0.5]))),
+            "speednet_auc": auc(np.concatenate([natural, fast]), labels),
+            "flow_baseline_accuracy": float(classifier.accuracy(flow, labels)),
+            "flow_baseline_auc": auc(flow, labels), "flow_baseline_threshold": float(classifier.threshold)}

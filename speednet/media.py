@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import re
 import subprocess
@@ -156,13 +155,6 @@ def scaled_size(width: int, height: int, short_side_px: int | None) -> tuple[int
     scale = short_side_px / min(width, height)
     even = lambda x: max(2, int(round(x * scale / 2)) * 2)  # noqa: E731
     return even(width), even(height)
-
-
-def frame_step_for(fps: float, max_fps: float | None) -> int:
-    """Keep every n-th frame so the rate is at most ``max_fps``: dropping frames, never duplicating."""
-    if not max_fps or fps <= max_fps:
-        return 1
-    return math.ceil(fps / max_fps - 1e-6)
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,12 @@ SpeedNet's labels come free from how a clip is sampled, so the network will lear
 cheap cue that separates the two samplings instead of motion. Each of the paper's three
 defences is one switch of ``AugmentConfig``, so its ablation table can be re-run:
 
-- temporal: rates drawn from U(1.0, 1.2) or U(1.7, 2.2) with random frame drops, never
-  a regular stride of exactly 1 or 2, so frame regularity and codec cues say nothing;
+- temporal: rates drawn from U(1.0, 1.2) or U(1.7, 2.2), never a regular stride of
+  exactly 1 or 2, so frame regularity and codec cues say nothing. The paper drops frames
+  at random; that makes a 2x clip jerky while the scorer's resampling (and real 2x
+  footage) is regular, and a network learns the jerk. ``temporal_sampler`` chooses
+  random drops ("drops"), regular resampling at the drawn rate ("regular"), or either
+  at random per version ("mixed", so jerkiness no longer tells the label);
 - spatial: a random N×N resize (blur hides compression jitter, scale breaks "big motion
   = fast"), random crop and flip;
 - same batch: each clip appears both normal and sped up, so content cannot predict the label.
@@ -28,6 +32,7 @@ SPED_UP_RATE = (1.7, 2.2)
 # The paper resizes to N ∈ [64, 336] px for a 224 px input; kept as fractions of the
 # input size so a 64 px CPU model sees the same relative scale jitter.
 RESIZE_SCALE = (64 / 224, 336 / 224)
+TEMPORAL_SAMPLERS = ("drops", "regular", "mixed")
 # At 3T frames and the fastest rate (2.2) a draw keeps fewer than T frames ~4% of the time
 # (T=16); ten failures in a row are ~1e-14, so the regular-stride fallback never becomes a cue.
 MAX_REDRAWS = 10
@@ -41,6 +46,15 @@ class AugmentConfig:
     temporal_aug: bool = True
     spatial_aug: bool = True
     resize_px: tuple[int, int] | None = None  # N range of the random resize; None: RESIZE_SCALE × input size
+    temporal_sampler: str = "drops"  # "drops" (the paper's), "regular" or "mixed" (see the module docstring)
+    sped_up_rate: tuple[float, float] = SPED_UP_RATE  # f range of sped-up items (a curriculum starts higher)
+
+    def __post_init__(self):
+        if self.temporal_sampler not in TEMPORAL_SAMPLERS:
+            raise ValueError(f"temporal_sampler must be one of {TEMPORAL_SAMPLERS}, got {self.temporal_sampler!r}")
+        low, high = self.sped_up_rate
+        if not NORMAL_RATE[1] < low <= high:
+            raise ValueError(f"sped_up_rate must lie above the normal rates {NORMAL_RATE}, got {self.sped_up_rate}")
 
     def clips_per_batch(self, batch_items: int) -> int:
         """How many clips ``make_batch`` needs for ``batch_items`` items (same-batch: two items per clip)."""
@@ -50,24 +64,31 @@ class AugmentConfig:
 
 
 def skip_sample(n_frames: int, T: int, rng: np.random.Generator, sped_up: bool,
-                temporal_aug: bool = True) -> np.ndarray:
+                temporal_aug: bool = True, sampler: str = "drops",
+                sped_up_rate: tuple[float, float] = SPED_UP_RATE) -> np.ndarray:
     """Indices (T,) into a clip of ``n_frames`` (normally 3T) frames at a normal or sped-up rate.
 
-    With ``temporal_aug``: draw f ~ U(1.0, 1.2) (normal) or U(1.7, 2.2) (sped up), drop each
-    frame with probability 1 − 1/f, keep the first T survivors. Too few survivors: redraw the
-    drops at the same f; after ``MAX_REDRAWS`` take a regular stride of f. Without it: exact
-    strides 1 and 2, the shortcut-prone sampling of the ablation.
+    With ``temporal_aug``: draw f ~ U(1.0, 1.2) (normal) or U(1.7, 2.2) (sped up). Sampler
+    "drops" (the paper's): drop each frame with probability 1 − 1/f, keep the first T
+    survivors; too few survivors: redraw the drops at the same f, after ``MAX_REDRAWS`` take
+    a regular stride of f. Sampler "regular": frames floor(u + j·f), u ~ U(0, 1), as the
+    scorer resamples a video at speed f. "mixed": either, at even odds. Without
+    ``temporal_aug``: exact strides 1 and 2, the shortcut-prone sampling of the ablation.
     """
     if not temporal_aug:
         stride = 2 if sped_up else 1
         if (T - 1) * stride >= n_frames:
             raise ValueError(f"a clip of {n_frames} frames is too short for {T} frames at stride {stride}")
         return np.arange(T, dtype=np.int64) * stride
-    low, high = SPED_UP_RATE if sped_up else NORMAL_RATE
+    low, high = sped_up_rate if sped_up else NORMAL_RATE
     f = rng.uniform(low, high)
-    if int((T - 1) * f) >= n_frames:
+    if int((T - 1) * f) + 1 >= n_frames:
         raise ValueError(f"a clip of {n_frames} frames is too short for {T} frames at rate {f:.2f}; "
                          f"store clips of 3T = {3 * T} frames")
+    if sampler == "mixed":
+        sampler = "regular" if rng.random() < 0.5 else "drops"
+    if sampler == "regular":
+        return np.floor(rng.random() + np.arange(T) * f).astype(np.int64)
     for _ in range(MAX_REDRAWS):
         kept = np.flatnonzero(rng.random(n_frames) < 1.0 / f)
         if len(kept) >= T:
@@ -133,11 +154,17 @@ def resize_short_side(frames: torch.Tensor | np.ndarray, size: int) -> torch.Ten
     return _resize(images, *short_side_size(*images.shape[-2:], size)).permute(0, 2, 3, 1).contiguous()
 
 
-def _take(clip: torch.Tensor | np.ndarray, indices: np.ndarray) -> torch.Tensor:
-    """Frames ``indices`` of a clip as a tensor (a copy, so read-only shard buffers are fine)."""
+def take_frames(clip, index_sets: list[np.ndarray]) -> list[torch.Tensor]:
+    """Frames of each index set of one clip, as tensors (copies, so read-only shard buffers are fine).
+
+    A clip is an array or tensor of frames, or an object whose ``take(index_sets)`` returns
+    them (a procedural scene draws only the frames asked for, each once).
+    """
     if isinstance(clip, torch.Tensor):
-        return clip[torch.from_numpy(indices)]
-    return torch.from_numpy(np.asarray(clip)[indices])
+        return [clip[torch.from_numpy(indices)] for indices in index_sets]
+    if isinstance(clip, np.ndarray):
+        return [torch.from_numpy(clip[indices]) for indices in index_sets]
+    return [torch.as_tensor(frames) for frames in clip.take(index_sets)]
 
 
 def make_batch(clips: list, config: SpeedNetConfig, rng: np.random.Generator,
@@ -159,9 +186,15 @@ def make_batch(clips: list, config: SpeedNetConfig, rng: np.random.Generator,
     else:
         labels = (rng.permutation(len(clips)) + rng.integers(2)) % 2 == 1
         sources = list(clips)
-    items = []
-    for clip, sped_up in zip(sources, labels):
-        indices = skip_sample(len(clip), config.clip_frames, rng, bool(sped_up), augment.temporal_aug)
-        items.append(spatial_augment(_take(clip, indices), config.input_size, rng,
-                                     enabled=augment.spatial_aug, resize_px=augment.resize_px))
+    indices = [skip_sample(len(clip), config.clip_frames, rng, bool(sped_up), augment.temporal_aug,
+                           augment.temporal_sampler, augment.sped_up_rate) for clip, sped_up in zip(sources, labels)]
+    frames: list[torch.Tensor | None] = [None] * len(sources)
+    by_clip: dict[int, list[int]] = {}
+    for item, clip in enumerate(sources):  # one take per clip: both versions of a pair at once
+        by_clip.setdefault(id(clip), []).append(item)
+    for items in by_clip.values():
+        for item, taken in zip(items, take_frames(sources[items[0]], [indices[i] for i in items])):
+            frames[item] = taken
+    items = [spatial_augment(f, config.input_size, rng, enabled=augment.spatial_aug, resize_px=augment.resize_px)
+             for f in frames]
     return normalize_uint8(torch.stack(items)), torch.as_tensor(labels, dtype=torch.float32)

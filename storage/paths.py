@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The model the project ships (models/README.md): trained by its own train-speednet flow.
+REFERENCE_CHECKPOINT = REPO_ROOT / "models" / "reference.pt"
 
 
 def data_home() -> Path:

@@ -46,17 +46,20 @@ def part_path(directory: Path, video_id: str) -> Path:
     return directory / PARTS_DIR / f"{video_id}.parquet"
 
 
-def write_part(directory: Path, video_id: str, start_frames: np.ndarray, fps: float, clip_frames: int,
+def write_part(directory: Path, video_id: str, start_frames: np.ndarray, start_s: np.ndarray, end_s: np.ndarray,
                vectors: np.ndarray, dtype: str = "float32") -> Path:
-    """One video's window vectors as Parquet, written atomically (float16 halves the size)."""
+    """One video's window vectors as Parquet, written atomically (float16 halves the size).
+
+    ``start_frames`` are source frames; ``start_s``/``end_s`` the window's real-time span.
+    """
     path = part_path(directory, video_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     vectors = np.asarray(vectors, dtype=np.float16 if dtype == "float16" else np.float32)
     flat = pa.array(vectors.reshape(-1))
     table = pa.table({
         "start_frame": np.asarray(start_frames, dtype=np.int32),
-        "start_s": np.asarray(start_frames, dtype=np.float64) / fps,
-        "end_s": (np.asarray(start_frames, dtype=np.float64) + clip_frames) / fps,
+        "start_s": np.asarray(start_s, dtype=np.float64),
+        "end_s": np.asarray(end_s, dtype=np.float64),
         "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]),
     })
     with atomic_write(path) as tmp:

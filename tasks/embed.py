@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from speednet.embedding import embed_frames
 from speednet.errors import TooShort
 from storage import catalog, vector_index
-from tasks.score import ModelRef, check_unchanged, load_model, open_video
+from tasks.score import ModelRef, check_unchanged, load_model, open_model_view
 
 
 @dataclass(frozen=True)
@@ -70,11 +70,14 @@ def embed_video(video: VideoToEmbed, model_ref: ModelRef, index_dir: str, params
     try:
         check_unchanged(video.path, video.video_id)
         model = load_model(model_ref.checkpoint_path)
-        n_frames, fps, read = open_video(video.path, model.config.input_size, decode_timeout_s)
-        if n_frames < model.config.clip_frames:
-            raise TooShort(video.path, f"{n_frames} frames; one window needs {model.config.clip_frames}")
-        starts, vectors = embed_frames(model, read, n_frames, stride=params.stride)
-        vector_index.write_part(Path(index_dir), video.video_id, starts, fps, model.config.clip_frames, vectors, params.dtype)
+        view = open_model_view(video.path, model.config.input_size, decode_timeout_s)
+        if view.frames < model.config.clip_frames:
+            raise TooShort(video.path, f"{view.source_frames} frames; one window needs {model.config.clip_frames} "
+                                       f"at {view.timebase.model_fps:g} fps")
+        starts, vectors = embed_frames(model, view.read, view.frames, stride=params.stride)
+        fps = view.timebase.model_fps  # window times in real time, window starts as source frames
+        vector_index.write_part(Path(index_dir), video.video_id, np.floor(view.timebase.source_position(starts)),
+                                starts / fps, (starts + model.config.clip_frames) / fps, vectors, params.dtype)
         return {"video_id": video.video_id, "path": video.path, "status": "embedded", "windows": len(starts)}
     except Exception as e:  # bad input (or a bug) is recorded; the run goes on
         return {"video_id": video.video_id, "path": video.path, "status": "failed",

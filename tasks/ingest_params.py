@@ -15,7 +15,6 @@ class IngestParams:
     short_side_px: int = 128  # decoder-side resize; training crops and rescales from here
     clip_frames: int = 48  # 3T for T=16: room to skip-sample T frames at rates up to ~2.2
     clip_stride_frames: int | None = None  # distance between clip starts; None tiles without overlap
-    max_fps: float = 30.0  # faster sources are thinned by keeping every n-th frame
     frame_encoding: str = "jpeg"  # "jpeg" (q90) or "raw" (exact, zstd column, ~7x larger); docs/BENCHMARKS.md
 
     def as_dict(self) -> dict:

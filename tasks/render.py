@@ -78,9 +78,32 @@ class Rendered:
     audio: bool = False  # whether the output carries (stretched) audio
 
 
-def output_name(video_id: str, model_id: str, settings: RenderSettings) -> str:
-    """`<video_id>-<model12>-x<rate>-<params8>.mp4`: one file per (video, model, settings), as the table's key."""
-    return f"{video_id}-{model_id[:12]}-x{settings.speedup.rate:g}-{settings.params_hash()[:8]}.mp4"
+def output_name(source_path: str, video_id: str, model_id: str, settings: RenderSettings, *,
+                name_taken: bool = False) -> str:
+    """`<source stem>-<rate>x-<model id[:8]>.mp4`, a file a person can find next to its source's name.
+
+    Settings other than the defaults for that rate add `-<settings hash[:6]>`, so two
+    renders at one rate never share a file; ``name_taken`` (another video of the same
+    stem already rendered under that name) adds `-<video_id[:8]>`.
+    """
+    name = f"{Path(source_path).stem}-{settings.speedup.rate:g}x-{model_id[:8]}"
+    if settings != RenderSettings(SpeedupConfig(rate=settings.speedup.rate)):
+        name += f"-{settings.params_hash()[:6]}"
+    if name_taken:
+        name += f"-{video_id[:8]}"
+    return name + ".mp4"
+
+
+def _output_path(video: VideoToRender, model_id: str, settings: RenderSettings, catalog_path: str, output_dir: str) -> Path:
+    """Where a video's render goes: its readable name, unless another video's render row already holds it."""
+    path = Path(output_dir) / output_name(video.path, video.video_id, model_id, settings)
+    con = catalog.connect(catalog_path, read_only=True)
+    try:
+        taken = con.execute("SELECT count(*) FROM renders WHERE output_path = ? AND video_id <> ?",
+                            [str(path), video.video_id]).fetchone()[0]
+    finally:
+        con.close()
+    return Path(output_dir) / output_name(video.path, video.video_id, model_id, settings, name_taken=True) if taken else path
 
 
 def speedup_video(path: str, scores: StoredScores, settings: RenderSettings, out_path: str | Path, *,
@@ -194,7 +217,7 @@ def select_unrendered(catalog_path: str, model_id: str, params_hash: str, video_
 def render_video(video: VideoToRender, model_id: str, settings: RenderSettings, catalog_path: str, output_dir: str,
                  plots: bool = False, decode_timeout_s: float = 300.0) -> dict:
     """Render one video and record its `renders` row; returns the row (status 'rendered' or 'failed')."""
-    out_path = Path(output_dir) / output_name(video.video_id, model_id, settings)
+    out_path = _output_path(video, model_id, settings, catalog_path, output_dir)
     row = {"video_id": video.video_id, "model_id": model_id, "rate": settings.speedup.rate, "params": settings.params(),
            "params_hash": settings.params_hash(), "output_path": str(out_path)}
     try:

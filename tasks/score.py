@@ -25,6 +25,7 @@ from speednet.errors import MediaError, TooShort, VideoNotFound
 from speednet.isolation import run_isolated
 from speednet.media import content_hash, probe_container
 from speednet.model import SpeedNet, load_checkpoint
+from speednet.timebase import TimeBase
 from storage import catalog, scores
 from tasks.progress import StepProgress
 from tasks.score_job import decode_range, frame_count
@@ -106,27 +107,64 @@ def open_video(path: str, short_side_px: int, decode_timeout_s: float = 300.0
     return n_frames, fps, read
 
 
+@dataclass(frozen=True)
+class ModelView:
+    """A file as the model sees it: ``frames`` model frames at ``timebase.model_fps``, read by ``read(start, stop)``."""
+
+    source_frames: int
+    timebase: TimeBase
+    frames: int
+    read: Callable[[int, int], np.ndarray]
+
+
+def open_model_view(path: str, short_side_px: int, decode_timeout_s: float = 300.0) -> ModelView:
+    """``open_video`` through the source's time base, so one model frame step is 1/20–1/30 s of real time."""
+    n_frames, fps, read = open_video(path, short_side_px, decode_timeout_s)
+    timebase = TimeBase.for_fps(fps)
+    return ModelView(n_frames, timebase, timebase.model_frames(n_frames), timebase.reader(read))
+
+
 def score_file(path: str, model: SpeedNet, config: scoring.ScoreConfig, *, decode_timeout_s: float = 300.0,
                on_progress: Callable[[int, int], None] | None = None) -> VideoScores:
-    """Decode ``path`` once at the model's input size (short side) and score every frame at every speed."""
+    """Decode ``path`` once at the model's input size (short side) and score every frame at every speed.
+
+    Speeds are × real time: the model judges the file through its time base (a 60 fps
+    source thinned, a 10 fps one interpolated), and P(natural) comes back per source frame.
+    """
     started = time.perf_counter()
-    n_frames, fps, read = open_video(path, model.config.input_size, decode_timeout_s)
-    if n_frames < model.config.clip_frames:
-        raise TooShort(path, f"{n_frames} frames; scoring needs at least one {model.config.clip_frames}-frame window")
-    result = scoring.score_frames(model, read, n_frames, config, on_progress=on_progress)
-    return VideoScores(path, fps, n_frames, result, time.perf_counter() - started)
+    view = open_model_view(path, model.config.input_size, decode_timeout_s)
+    if view.frames < model.config.clip_frames:
+        raise TooShort(path, f"{view.source_frames} frames; scoring needs at least one {model.config.clip_frames}-frame "
+                             f"window at {view.timebase.model_fps:g} fps")
+    result = scoring.score_frames(model, view.read, view.frames, config, on_progress=on_progress)
+    timebase = view.timebase
+    if timebase != TimeBase(timebase.source_fps):
+        result = dataclasses.replace(
+            result, p_natural=timebase.to_source(result.p_natural, view.source_frames),
+            window_p=[(timebase.source_position(at), p) for at, p in result.window_p])
+    return VideoScores(path, timebase.source_fps, view.source_frames, result, time.perf_counter() - started)
 
 
-def per_second_table(video: VideoScores, rho: float) -> list[dict]:
-    """One row per second of video: V(t) and P(natural) at each speed, averaged over the second's frames."""
+def per_second_table(video: VideoScores, rho: float, all_speeds: bool = True) -> list[dict]:
+    """One row per second of video: V(t), its segment kind, and P(natural) averaged over the second's frames.
+
+    P at every speed with ``all_speeds``; else at 1x and at the speed nearest 2x only, which
+    fits an 80-column terminal.
+    """
+    from speednet.scoring import SEGMENT_KINDS, frame_kinds
+
     v = video.scores.speediness(rho)
+    kinds = frame_kinds(v, video.fps)
+    speeds = video.scores.speeds
+    shown = range(len(speeds)) if all_speeds else sorted({0, int(np.argmin(np.abs(speeds - 2.0)))})
     rows = []
     for second in range(int(np.ceil(video.frames / video.fps))):
         lo, hi = int(second * video.fps), min(video.frames, int((second + 1) * video.fps))
         if hi <= lo:
             continue
-        row = {"second": second, "speediness": float(np.median(v[lo:hi]))}
-        row.update({f"p@{s:.2f}x": float(video.scores.p_natural[i, lo:hi].mean()) for i, s in enumerate(video.scores.speeds)})
+        row = {"second": second, "speediness": float(np.median(v[lo:hi])),
+               "segment": SEGMENT_KINDS[int(np.bincount(kinds[lo:hi], minlength=3).argmax())]}
+        row.update({f"p@{speeds[i]:.2f}x": float(video.scores.p_natural[i, lo:hi].mean()) for i in shown})
         rows.append(row)
     return rows
 

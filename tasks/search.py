@@ -17,7 +17,7 @@ import pyarrow as pa
 from speednet.embedding import embed_frames, l2_normalize
 from speednet.media import content_hash
 from storage import catalog, paths, vector_index
-from tasks.score import load_model, open_video, resolve_model
+from tasks.score import load_model, open_model_view, resolve_model
 
 MAX_K = 1000
 
@@ -90,10 +90,11 @@ def _query(con, directory: Path, model_id: str, *, video, at_s, clip, vector_id,
         row = int(np.argmin(np.abs(centres - at_s)))
         return _Query(_vector_of(directory, video_id, row), video_id, int(windows[row][0]))
     model = load_model(resolve_model(str(paths.catalog_path(data_home)), model_id).checkpoint_path)
-    n_frames, _, read = open_video(str(clip), model.config.input_size)
-    if n_frames < model.config.clip_frames:
-        raise ValueError(f"{clip}: {n_frames} frames; a query clip needs at least {model.config.clip_frames}")
-    _, vectors = embed_frames(model, read, n_frames, stride=model.config.clip_frames)
+    view = open_model_view(str(clip), model.config.input_size)
+    if view.frames < model.config.clip_frames:
+        raise ValueError(f"{clip}: {view.source_frames} frames; a query clip needs at least {model.config.clip_frames} "
+                         f"at {view.timebase.model_fps:g} fps")
+    _, vectors = embed_frames(model, view.read, view.frames, stride=model.config.clip_frames)
     return _Query(l2_normalize(vectors.mean(axis=0, keepdims=True))[0], None, None)
 
 

@@ -16,12 +16,13 @@ from prefect import task
 from prefect.cache_policies import NONE as NO_CACHE
 
 from speednet.media import content_hash
-from storage import catalog
+from speednet.timebase import MODEL_FPS
+from storage import catalog, paths
 from storage.atomic import atomic_write
 from storage.clip_dataset import ClipSource
 from storage.shards import iter_clips
 from tasks.progress import StepProgress
-from tasks.trainer import TrainConfig, train, write_manifest
+from tasks.trainer import FINAL_CHECKPOINT, TrainConfig, train, write_manifest
 
 
 @dataclass(frozen=True)
@@ -56,42 +57,88 @@ def _sidecar(path: str) -> dict | None:
         return None
 
 
-def _held_out(video_id: str, seed: int, fraction: float) -> bool:
-    draw = int(hashlib.blake2b(f"{seed}:{video_id}".encode(), digest_size=8).hexdigest(), 16) / 2**64
-    return draw < fraction
+def _draw(video_id: str, seed: int) -> float:
+    """A stable uniform draw in [0, 1) from the video's content hash and the split seed."""
+    return int(hashlib.blake2b(f"{seed}:{video_id}".encode(), digest_size=8).hexdigest(), 16) / 2**64
+
+
+DOMAINS = ("real", "synthetic")
 
 
 @task(name="split-by-video", cache_policy=NO_CACHE)
-def split_by_video(catalog_path: str, val_fraction: float, seed: int, train_on_real: bool = False) -> DataSplit:
-    """Assign whole videos to train or held-out (a stable hash of video_id and seed).
+def split_by_video(catalog_path: str, val_fraction: float, seed: int, domains: tuple[str, ...] = DOMAINS,
+                   allow_empty: bool = False) -> DataSplit:
+    """Assign whole videos to train or held-out, a fraction ``val_fraction`` of each domain apart.
 
-    Synthetic clips whose sidecar says they are not at natural speed (half-2x, slow-motion
-    variants) are evaluation material, never training data. Real clips are held out for
-    the cross-domain score unless ``train_on_real``.
+    A video is held out when a stable hash of its video_id and ``seed`` falls below the
+    fraction, so adding videos never moves one already placed; a domain of two or more
+    videos keeps at least one on each side. Only ``domains`` ("real": the user's footage;
+    "synthetic": clips with a physics sidecar) train; the others are all held out, for
+    the cross-domain score. Synthetic clips whose sidecar says they are not at natural
+    speed (half-2x, slow-motion variants) are evaluation material, never training data.
+    ``allow_empty``: a run that trains on procedural scenes alone needs no training video.
     """
+    unknown = sorted(set(domains) - set(DOMAINS))
+    if unknown or not domains:
+        raise ValueError(f"domains must be a non-empty subset of {DOMAINS}, got {list(domains)}")
+    if allow_empty and not Path(catalog_path).exists():
+        return DataSplit((), (), hashlib.blake2b(b"", digest_size=16).hexdigest())
     con = catalog.connect(catalog_path, read_only=True)
     try:
         rows = con.execute("SELECT video_id, path, shard_path, short_side_px, clip_frames FROM ingested_videos "
                            "ORDER BY video_id").fetchall()
     finally:
         con.close()
-    if not rows:
+    if not rows and not allow_empty:
         raise ValueError(f"{catalog_path} has no ingested videos; run ingest-library first")
-    train_set, held_out, fingerprint = [], [], hashlib.blake2b(digest_size=16)
+    by_domain: dict[str, list[tuple[VideoEntry, str]]] = {}
     for video_id, path, shard, short_side, clip_frames in rows:
         side = _sidecar(path)
-        entry = VideoEntry(video_id, path, shard, "synthetic" if side else "real", (side or {}).get("scene_type"))
-        natural = (side or {}).get("variant", "natural") == "natural"
-        if not natural:
+        if (side or {}).get("variant", "natural") != "natural":
             continue
-        if _held_out(video_id, seed, val_fraction) or (entry.domain == "real" and not train_on_real):
-            held_out.append(entry)
-        else:
+        entry = VideoEntry(video_id, path, shard, "synthetic" if side else "real", (side or {}).get("scene_type"))
+        by_domain.setdefault(entry.domain, []).append((entry, f"{video_id}:{short_side}:{clip_frames};"))
+    train_set, held_out, fingerprint = [], [], hashlib.blake2b(digest_size=16)
+    for domain, members in sorted(by_domain.items()):
+        members.sort(key=lambda m: _draw(m[0].video_id, seed))
+        n_held = sum(_draw(m[0].video_id, seed) < val_fraction for m in members)
+        if len(members) >= 2 and val_fraction > 0:
+            n_held = min(max(n_held, 1), len(members) - 1)
+        if domain not in domains:
+            n_held = len(members)
+        held_out += [entry for entry, _ in members[:n_held]]
+        for entry, key in members[n_held:]:
             train_set.append(entry)
-            fingerprint.update(f"{video_id}:{short_side}:{clip_frames};".encode())
-    if not train_set:
-        raise ValueError("no training videos after the split; ingest more videos or lower val_fraction")
+            fingerprint.update(key.encode())
+    if not train_set and not allow_empty:
+        counts = ", ".join(f"{len(m)} {d}" for d, m in sorted(by_domain.items())) or "no natural-speed videos"
+        raise ValueError(f"{catalog_path}: nothing to train on in domains {list(domains)} ({counts} ingested); "
+                         f"ingest videos of those domains, train on other domains, or add procedural scenes "
+                         f"(procedural_share > 0)")
     return DataSplit(tuple(train_set), tuple(held_out), fingerprint.hexdigest())
+
+
+def resolve_init(init_from: str | None, catalog_path: str) -> str | None:
+    """The checkpoint file a run starts from: ``reference`` (the shipped model), a file, or a registered model_id."""
+    if not init_from:
+        return None
+    if init_from == "reference":
+        if not paths.REFERENCE_CHECKPOINT.is_file():
+            raise FileNotFoundError(f"no reference model at {paths.REFERENCE_CHECKPOINT}; restore models/reference.pt "
+                                    f"from git, or pass another checkpoint as init_from")
+        return str(paths.REFERENCE_CHECKPOINT)
+    if Path(init_from).expanduser().is_file():
+        return str(Path(init_from).expanduser().resolve())
+    if Path(catalog_path).exists() and "/" not in init_from:
+        con = catalog.connect(catalog_path, read_only=True)
+        try:
+            rows = con.execute("SELECT checkpoint_path FROM models WHERE model_id LIKE ? || '%'", [init_from]).fetchall()
+        finally:
+            con.close()
+        if len(rows) == 1:
+            return rows[0][0]
+    raise FileNotFoundError(f"init_from {init_from!r} is neither 'reference', a checkpoint file, nor one registered "
+                            f"model_id; pass one of those")
 
 
 @task(name="train", cache_policy=NO_CACHE)
@@ -107,15 +154,20 @@ def train_model(config: TrainConfig, split: DataSplit, run_dir: str, resume: boo
         if run.returncode != 0:
             raise RuntimeError(f"torchrun training failed (exit {run.returncode}): {run.stderr[-3000:]}")
         history = json.loads((run_path / "history.json").read_text())
-        return {"steps": config.steps, "history": history, "checkpoint": str(run_path / "last.pt")}
+        return {"steps": config.steps, "history": history, "checkpoint": str(run_path / FINAL_CHECKPOINT)}
     with StepProgress(f"training {config.steps} steps", config.steps) as progress:
         done = {"step": 0}
 
         def on_log(entry: dict) -> None:
             progress.advance(entry["step"] - done["step"])
             done["step"] = entry["step"]
-            print(f"step {entry['step']:>5}  loss {entry['loss']:.4f}  train acc {entry['train_accuracy']:.3f}  "
-                  f"{entry['seconds']:.0f} s", flush=True)
+            line = (f"step {entry['step']:>5}  loss {entry['loss']:.4f}  train acc {entry['train_accuracy']:.3f}  "
+                    f"{entry['seconds']:.0f} s")
+            if "held_out" in entry:
+                report = entry["held_out"]
+                line += (f"  | fresh scenes: exact {report['exact']:.3f}, regular {report['regular']:.3f}, "
+                         f"drops {report['drops']:.3f}, ranking {report['ranking']:.3f}")
+            print(line, flush=True)
 
         return train(config, split.source(), run_path, resume=resume, on_log=on_log)
 
@@ -135,55 +187,79 @@ def load_clips(entries: list[VideoEntry], limit: int | None = None) -> list[np.n
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate_model(checkpoint: str, split: DataSplit, baseline_train_clips: int = 200) -> dict:
-    """Held-out natural-vs-2x accuracy of SpeedNet and of the mean-flow baseline, synthetic and real apart."""
-    from speednet.evaluation import flow_baseline_accuracy, speednet_accuracy
+def evaluate_model(checkpoint: str, split: DataSplit, baseline_train_clips: int = 200, history: list | None = None) -> dict:
+    """Held-out natural-vs-2x accuracy and AUC of SpeedNet and of the mean-flow baseline, per domain.
+
+    The baseline's threshold is fitted on the training split's clips of the domain it is
+    tested on, or on all training clips when that domain has none, or on fresh procedural
+    scenes when no video trained (``flow_baseline_fit`` says which). ``fresh_scenes`` is
+    the run's last held-out report on procedural scenes, when it made one.
+    """
+    from speednet.evaluation import compare_with_flow_baseline
     from speednet.model import load_checkpoint
+    from speednet.synthetic.stream import EVALUATION_SEED, evaluation_clips
     from tasks.trainer import pick_device
 
     model, config, _ = load_checkpoint(checkpoint, map_location=pick_device())
-    fit_clips = load_clips([e for e in split.train if e.domain == "synthetic"], limit=baseline_train_clips)
     metrics = {}
     for domain in ("synthetic", "real"):
         clips = load_clips([e for e in split.held_out if e.domain == domain])
-        baseline = flow_baseline_accuracy(fit_clips, clips, config.clip_frames) if clips else {"accuracy": float("nan")}
-        metrics[domain] = {"clips": len(clips), "speednet_accuracy": speednet_accuracy(model, clips) if clips else float("nan"),
-                           "flow_baseline_accuracy": baseline["accuracy"]}
+        if not clips:
+            metrics[domain] = {"clips": 0, "speednet_accuracy": float("nan"), "flow_baseline_accuracy": float("nan")}
+            continue
+        fit, fit_on = load_clips([e for e in split.train if e.domain == domain], limit=baseline_train_clips), domain
+        if not fit:
+            fit, fit_on = load_clips(list(split.train), limit=baseline_train_clips), "all"
+        if not fit:  # trained on procedural scenes only: fit on other fresh scenes than the evaluation's
+            fit, fit_on = evaluation_clips(baseline_train_clips // 4, seed=EVALUATION_SEED + 1,
+                                           size_px=config.input_size, clip_frames=3 * config.clip_frames), "procedural"
+        metrics[domain] = {"clips": len(clips), **compare_with_flow_baseline(model, fit, clips), "flow_baseline_fit": fit_on}
+    reports = [h["held_out"] for h in history or [] if "held_out" in h]
+    if reports:
+        metrics["fresh_scenes"] = reports[-1]
     return metrics
 
 
 @task(name="plot-curves", cache_policy=NO_CACHE)
 def plot_curves(history: list[dict], metrics: dict, path: str) -> str:
-    """PNG of training loss and accuracy over steps, with held-out accuracies marked."""
+    """PNG of training loss, and of training and held-out accuracy over steps (the learning curve)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     steps = [h["step"] for h in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
     left.plot(steps, [h["loss"] for h in history])
     left.set(xlabel="step", ylabel="BCE loss", title="training loss")
-    right.plot(steps, [h["train_accuracy"] for h in history], label="train (augmented)")
+    right.plot(steps, [h["train_accuracy"] for h in history], color="C0", alpha=0.6, label="train (sampled as trained)")
+    evaluated = [(h["step"], h["held_out"]) for h in history if "held_out" in h]
+    if evaluated:
+        at = [s for s, _ in evaluated]
+        right.plot(at, [r["exact"] for _, r in evaluated], "-o", ms=3, color="C1", label="fresh scenes, exact 1x vs 2x")
+        right.plot(at, [r["regular"] for _, r in evaluated], "--", color="C4", label="fresh scenes, jittered rates")
+        right.plot(at, [r["ranking"] for _, r in evaluated], ":", color="C5", label="fresh scenes, pair ranking")
     for domain, style in (("synthetic", "--"), ("real", ":")):
         value = metrics.get(domain, {}).get("speednet_accuracy")
         if value is not None and value == value:
-            right.axhline(value, linestyle=style, color="C1" if domain == "synthetic" else "C2", label=f"held-out {domain}")
+            right.axhline(value, linestyle=style, color="C2" if domain == "synthetic" else "C6",
+                          label=f"held-out library, {domain}")
         baseline = metrics.get(domain, {}).get("flow_baseline_accuracy")
         if baseline is not None and baseline == baseline and domain == "synthetic":
             right.axhline(baseline, linestyle="-.", color="C3", label="mean-flow baseline (synthetic)")
     right.set(xlabel="step", ylabel="accuracy", ylim=(0.4, 1.0), title="natural vs 2x")
-    right.legend(loc="lower right", fontsize=8)
+    right.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with atomic_write(Path(path)) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
 
 
 @task(name="register-model", cache_policy=NO_CACHE)
 def register_model(checkpoint: str, config: TrainConfig, split: DataSplit, metrics: dict, catalog_path: str,
-                   models_dir: str) -> str:
+                   models_dir: str, domains: list[str] | None = None) -> str:
     """Copy the checkpoint to the registry under its hash and add its `models` row; returns model_id."""
     from speednet.model import load_checkpoint
 
@@ -197,7 +273,10 @@ def register_model(checkpoint: str, config: TrainConfig, split: DataSplit, metri
     with catalog.writer(catalog_path) as con:
         catalog.upsert(con, "models", "model_id", [{
             "model_id": model_id, "checkpoint_path": str(target), "preset": config.preset,
-            "config": json.dumps({"model": dataclasses.asdict(model_config), "train": dataclasses.asdict(config)}),
+            "config": json.dumps({"model": dataclasses.asdict(model_config), "train": dataclasses.asdict(config),
+                                  "domains": domains or list(DOMAINS),
+                                  # natural speed as learnt: motion per frame at these rates (speednet.timebase)
+                                  "model_fps": list(MODEL_FPS)}),
             "data_snapshot": split.snapshot, "train_videos": len(split.train), "val_videos": len(split.held_out),
             "metrics": json.dumps(metrics), "created_at": catalog.utc_now(),
         }])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -18,7 +19,8 @@ def speednet(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def test_help_lists_the_commands():
     out = speednet("--help").stdout
-    for command in ("samples", "ingest", "train", "score-library", "score", "embed-library", "search", "speedup", "probe", "sql", "stack", "deploy", "demo"):
+    for command in ("samples", "ingest", "train", "score-library", "score", "embed-library", "search", "speedup", "probe",
+                    "sql", "stack", "deploy", "demo", "render-speedups"):
         assert command in out
 
 
@@ -63,9 +65,18 @@ def test_score_prints_speediness_per_second_for_one_file_without_a_database(pan_
     seconds = [json.loads(line) for line in run.stdout.splitlines()]
     assert [s["second"] for s in seconds] == list(range(6))
     assert seconds[0]["speediness"] >= 1.0 > seconds[-1]["speediness"]
-    assert set(seconds[0]) == {"second", "speediness", "p@1.00x", "p@1.25x", "p@1.56x", "p@1.95x", "p@2.44x"}
+    assert set(seconds[0]) == {"second", "speediness", "segment", "p@1.00x", "p@1.25x", "p@1.56x", "p@1.95x", "p@2.44x"}
+    assert seconds[0]["segment"] == "natural" and seconds[-1]["segment"] == "sped_up"
     assert (tmp_path / "v.png").stat().st_size > 10_000
     assert not list(tmp_path.glob("*.duckdb"))
+
+    # the table fits an 80-column terminal: every probability readable, not cut to "0.…"
+    table = subprocess.run([sys.executable, "-m", "flows.cli", "score", str(video), "--checkpoint", str(checkpoint)],
+                           capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "80"}).stdout
+    lines = table.splitlines()
+    assert max(map(len, lines)) <= 80 and "…" not in table
+    assert any("p@1.00x" in line and "p@1.95x" in line and "segment" in line for line in lines)
+    assert any("sped_up" in line for line in lines) and "p@1.25x" not in table
 
     bad = speednet("score", str(tmp_path / "missing.mp4"), "--checkpoint", str(checkpoint), check=False)
     assert bad.returncode == 1 and "missing.mp4" in bad.stderr and "no such file" in bad.stderr

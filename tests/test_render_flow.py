@@ -62,11 +62,13 @@ def test_every_scored_video_is_rendered_once_and_a_rerun_renders_nothing(home_co
     summary = render_speedups(rate=3.0, plots=True, side_by_side=True)
     assert summary == {**summary, "model_id": model_id, "rendered": 2, "failed": 0}
 
-    renders = rows(home, "SELECT r.video_id, r.output_path, r.output_duration_s, r.source_duration_s, v.fps "
+    renders = rows(home, "SELECT v.path, r.output_path, r.output_duration_s, r.source_duration_s, v.fps "
                          "FROM renders r JOIN video_speediness v USING (video_id, model_id) WHERE r.status = 'rendered'")
     assert len(renders) == 2
-    for video_id, output, out_s, source_s, fps in renders:
-        assert Path(output).parent == home / "renders" and video_id in Path(output).name
+    for source, output, out_s, source_s, fps in renders:
+        # named after the source, the rate and the model; other settings than the rate's defaults add their hash
+        assert Path(output).parent == home / "renders"
+        assert Path(output).name.startswith(f"{Path(source).stem}-3x-{model_id[:8]}-") and len(Path(output).stem.split("-")) == 4
         assert out_s == pytest.approx(source_s / 3.0, rel=0.01)
         decoder = VideoDecoder(output, probe_container(output))
         assert decoder.frame_count == round(out_s * fps)
@@ -78,6 +80,8 @@ def test_every_scored_video_is_rendered_once_and_a_rerun_renders_nothing(home_co
     assert rows(home, "SELECT count(*) FROM renders")[0][0] == 2
 
     assert render_speedups(rate=1.5)["rendered"] == 2, "other settings render beside the first ones"
+    assert sorted(Path(p).name for (p,) in rows(home, "SELECT output_path FROM renders WHERE rate = 1.5")) == \
+        [f"natural-1.5x-{model_id[:8]}.mp4", f"slowed-1.5x-{model_id[:8]}.mp4"]
     assert rows(home, "SELECT rate, count(*) FROM renders GROUP BY rate ORDER BY rate") == [(1.5, 2), (3.0, 2)]
 
     Path(renders[0][1]).unlink()

@@ -128,16 +128,20 @@ def test_train_flow_registers_the_model_with_metrics_and_a_plot(tiny_home, monke
 
     monkeypatch.setattr(tasks.train, "load_clips", load_clips_and_probe)
     result = train_speednet(data_home=str(tiny_home), steps=2, batch_size=4, loader_workers=0, val_fraction=0.25,
-                            checkpoint_every=1)
+                            checkpoint_every=1, procedural_share=0.5, eval_scenes=4)
     assert held and all(held), "training must hold its shards against deletion (storage.shards.reading)"
     con = duckdb.connect(str(paths.catalog_path(tiny_home)), read_only=True)
     try:
-        ((model_id, checkpoint, metrics),) = con.execute("SELECT model_id, checkpoint_path, metrics FROM models").fetchall()
+        ((model_id, checkpoint, metrics, config),) = con.execute(
+            "SELECT model_id, checkpoint_path, metrics, config FROM models").fetchall()
     finally:
         con.close()
     assert model_id == result["model_id"] and checkpoint.endswith(f"{model_id}.pt")
-    metrics = json.loads(metrics)
-    assert set(metrics) == {"synthetic", "real"} and metrics["synthetic"]["clips"] > 0
+    metrics, config = json.loads(metrics), json.loads(config)
+    assert set(metrics) == {"synthetic", "real", "fresh_scenes"} and metrics["synthetic"]["clips"] > 0
+    assert metrics["synthetic"]["flow_baseline_fit"] == "synthetic" and 0 <= metrics["synthetic"]["speednet_auc"] <= 1
+    assert metrics["fresh_scenes"]["clips"] == 4 and 0 <= metrics["fresh_scenes"]["exact"] <= 1
+    assert config["train"]["procedural_share"] == 0.5 and config["domains"] == ["real", "synthetic"]
     assert (tiny_home / "runs").exists() and result["plot"].endswith("curves.png")
 
 
@@ -206,6 +210,6 @@ def test_torchrun_ddp_on_cpu_keeps_ranks_in_step_on_disjoint_units_and_only_rank
     assert set().union(*readers.values()) == set(split.source().units())
     # only rank 0 writes checkpoints; the run folder holds nothing from rank 1
     saved = {rank: [e["saved"] for e in rank_events if "saved" in e] for rank, rank_events in events.items()}
-    assert saved[1] == [] and len(saved[0]) == config.steps // config.checkpoint_every
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["history.json", "last.pt", "manifest.json"]
+    assert saved[1] == [] and len(saved[0]) == config.steps // config.checkpoint_every + 1  # + final.pt
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["final.pt", "history.json", "last.pt", "manifest.json"]
     assert torch.load(result["checkpoint"], weights_only=True)["extra"]["step"] == config.steps

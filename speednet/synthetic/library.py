@@ -45,9 +45,10 @@ def camera_offsets(scene: SceneParams, t_seconds: np.ndarray) -> tuple[np.ndarra
     return pan_m, cam.shake_px * shake_x, cam.shake_px * shake_y
 
 
-def object_tracks_px(scene: SceneParams) -> list[dict[str, np.ndarray]]:
-    """Per object, its centre in frame pixels (x_px, y_px) and spin angle for every frame, as drawn."""
-    t = scene.frame_times_s()
+def object_tracks_px(scene: SceneParams, t_seconds: np.ndarray | None = None) -> list[dict[str, np.ndarray]]:
+    """Per object, its centre in frame pixels (x_px, y_px) and spin angle at each physics time
+    (default: every frame of the clip), as drawn."""
+    t = scene.frame_times_s() if t_seconds is None else np.asarray(t_seconds, dtype=np.float64)
     pan_m, shake_x, shake_y = camera_offsets(scene, t)
     ppm = scene.pixels_per_metre
     tracks = []
@@ -126,28 +127,31 @@ def _draw_object(frame: np.ndarray, obj, x: float, y: float, angle: float, scene
     draw.paint(frame, shape, colours)
 
 
-def render_frames(scene: SceneParams) -> Iterator[np.ndarray]:
+def render_frames(scene: SceneParams, t_seconds: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """The clip's frames, as (n, H, W, 3) uint8 RGB batches in order.
 
     Everything that moves (objects, camera pan and shake, lighting drift) is a function
     of physics time, so a 2x segment is exactly a 2x time-lapse of the same world;
-    sensor noise and flicker are per frame, as a camera's are.
+    sensor noise and flicker are per frame, as a camera's are. ``t_seconds`` renders the
+    frames showing those physics times instead of the clip's own (the procedural
+    training stream draws only the frames a sampled clip needs).
     """
-    t = scene.frame_times_s()
+    t = scene.frame_times_s() if t_seconds is None else np.asarray(t_seconds, dtype=np.float64)
+    n_frames = len(t)
     pan_m, shake_x, shake_y = camera_offsets(scene, t)
-    tracks = object_tracks_px(scene)
+    tracks = object_tracks_px(scene, t)
     ppm = scene.pixels_per_metre
     pad = int(np.ceil(scene.camera.shake_px)) + 2
     view = draw.CameraView(_background_canvas(scene, pad), scene.height, scene.width)
     rng = np.random.default_rng(scene.background.seed + 1)
     light = scene.lighting
     noise = draw.noise_bank(rng, 8, scene.height, scene.width, light.sensor_noise_sigma) if light.sensor_noise_sigma else None
-    noise_pick = rng.integers(0, 8, scene.n_frames)
+    noise_pick = rng.integers(0, 8, n_frames)
     gain = (1.0 + light.drift_amplitude * np.sin(2 * np.pi * light.drift_hz * t + light.drift_phase_rad)
-            + light.flicker_amplitude * rng.standard_normal(scene.n_frames))
+            + light.flicker_amplitude * rng.standard_normal(n_frames))
     softness = 1.0 + scene.background.blur_px
     batch = []
-    for i in range(scene.n_frames):
+    for i in range(n_frames):
         frame = view.at(pan_m[i] * ppm - shake_x[i] + pad, pad - shake_y[i])
         for obj, track in zip(scene.objects, tracks):
             anchor = None
@@ -156,7 +160,7 @@ def render_frames(scene: SceneParams) -> Iterator[np.ndarray]:
                 anchor = ((ax_m - pan_m[i]) * ppm + shake_x[i], scene.floor_row_px - ay_m * ppm + shake_y[i])
             _draw_object(frame, obj, track["x_px"][i], track["y_px"][i], track["angle_rad"][i], scene, anchor, softness)
         batch.append(draw.finish(frame, gain[i], noise[noise_pick[i]] if noise is not None else None))
-        if len(batch) == _BATCH_FRAMES or i == scene.n_frames - 1:
+        if len(batch) == _BATCH_FRAMES or i == n_frames - 1:
             yield np.stack(batch)
             batch = []
 
