@@ -39,7 +39,7 @@ RECIPES = {
     "mixed": dict(temporal_sampler="mixed", ema_decay=0.998, bn_recalibration_batches=30),
     # The same, starting from an easy 1x-vs-3.5x contrast narrowed to the paper's 2x over a third of the run.
     "mixed_curriculum": dict(temporal_sampler="mixed", ema_decay=0.998, bn_recalibration_batches=30,
-                             curriculum_steps=-3),
+                             curriculum_steps=-3, calibration_scenes=100),
     # Regular resampling only (what the scorer does), with the curriculum.
     "regular_curriculum": dict(temporal_sampler="regular", ema_decay=0.998, bn_recalibration_batches=30,
                                curriculum_steps=-3),

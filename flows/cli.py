@@ -496,7 +496,7 @@ def print_model_summary(catalog_path: Path) -> None:
 
 @app.command()
 def demo(synthetic: int = typer.Option(200, help="Synthetic scenes in the sample library."),
-         train_steps: int = typer.Option(200, help="Training steps of the demo's CPU model.")) -> None:
+         train_steps: int = typer.Option(150, help="Fine-tuning steps of the demo's model (from the reference).")) -> None:
     """The main job on the embedded defaults: samples → ingest → train → score → embed → render, via the deployments."""
     from flows.stack import Stack
 

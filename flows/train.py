@@ -12,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from storage import paths, shards
 from tasks.train import (DOMAINS, evaluate_model, plot_curves, register_model, resolve_init, split_by_video,
                          train_model)
-from tasks.trainer import TrainConfig
+from tasks.trainer import TrainConfig, run_identity
 
 
 @flow(name="train-speednet")
@@ -33,6 +33,7 @@ def train_speednet(
     curriculum_steps: int = 0,
     ema_decay: float = 0.998,
     bn_recalibration_batches: int = 30,
+    calibration_scenes: int = 100,
     eval_every: int = 0,
     eval_scenes: int = 100,
     same_batch: bool = True,
@@ -57,9 +58,10 @@ def train_speednet(
                          temporal_sampler=temporal_sampler, procedural_share=procedural_share,
                          curriculum_steps=curriculum_steps, ema_decay=ema_decay, eval_every=eval_every,
                          eval_scenes=eval_scenes, bn_recalibration_batches=bn_recalibration_batches,
+                         calibration_scenes=calibration_scenes,
                          init_from=resolve_init(init_from, catalog_path))
     split = split_by_video(catalog_path, val_fraction, seed, tuple(domains), allow_empty=procedural_share == 1.0)
-    run_id = hashlib.blake2b(json.dumps([repr(config), split.snapshot]).encode(), digest_size=6).hexdigest()
+    run_id = hashlib.blake2b(json.dumps([run_identity(config), split.snapshot]).encode(), digest_size=6).hexdigest()
     run_dir = home / "runs" / f"run-{run_id}"
     log.info("%d training videos (%s), %d held out, %.0f%% of batches fresh procedural scenes; run folder %s",
              len(split.train), ", ".join(domains), len(split.held_out), 100 * procedural_share, run_dir)

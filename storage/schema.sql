@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS videos (
     params_hash     VARCHAR,               -- hash of ingest_params: a change re-ingests
     short_side_px   INTEGER,
     clip_frames     INTEGER,
-    clip_fps        DOUBLE,                -- rate of stored frames (source fps / frame step)
+    clip_fps        DOUBLE,                -- rate of stored frames: the model's time base (speednet/timebase.py)
     clip_count      INTEGER,
     shard_path      VARCHAR,               -- the shard holding this video's clips
     ingested_at     TIMESTAMP NOT NULL,

@@ -70,6 +70,7 @@ class TrainConfig:
     eval_every: int = 0  # held-out evaluation on fresh scenes every n steps (0: only at the end when eval_scenes > 0)
     eval_scenes: int = 0  # held-out scenes for those evaluations (speednet.synthetic.stream.evaluation_clips)
     bn_recalibration_batches: int = 0  # after training, re-estimate BatchNorm statistics on this many batches
+    calibration_scenes: int = 0  # then fit the decision threshold on this many fresh exact-speed scenes (0: keep 0.5)
     init_from: str | None = None  # checkpoint whose weights start the run (fine-tuning); same architecture
 
     def __post_init__(self):
@@ -243,6 +244,12 @@ def train(config: TrainConfig, source: ClipSource, out_dir: str | Path, *, resum
     del batch_iter, loader
     final = out_dir / FINAL_CHECKPOINT
     if rank == 0:
+        if config.calibration_scenes:
+            from speednet.synthetic.stream import calibration_clips
+
+            clips = calibration_clips(config.calibration_scenes, run_seed=config.seed, clip_frames=3 * model.config.clip_frames,
+                                      size_px=model.config.input_size)
+            history[-1] = {**history[-1], "logit_shift": calibrate_threshold(delivered, clips)}
         if held_out:
             history[-1] = {**history[-1], "held_out": _evaluate(delivered, held_out)}
             if on_log:
@@ -250,6 +257,32 @@ def train(config: TrainConfig, source: ClipSource, out_dir: str | Path, *, resum
         save_checkpoint(final, delivered, extra={"step": config.steps, "history": history,
                                                  "train_config": dataclasses.asdict(config)})
     return {"steps": config.steps, "history": history, "checkpoint": str(final)}
+
+
+# Settings that act only after the last step: a finished run asked again with other values
+# re-does only its ending (from last.pt), so they are not part of a run's identity.
+FINISHING_FIELDS = ("calibration_scenes",)
+
+
+def run_identity(config: TrainConfig) -> str:
+    """``repr(config)`` without ``FINISHING_FIELDS``: what decides which run folder a training resumes."""
+    kept = [f"{f.name}={getattr(config, f.name)!r}" for f in dataclasses.fields(config) if f.name not in FINISHING_FIELDS]
+    return f"{type(config).__name__}({', '.join(kept)})"
+
+
+def calibrate_threshold(model: SpeedNet, clips: list[np.ndarray]) -> float:
+    """Move the model's decision threshold to the logit that best splits ``clips`` at exact 1x from 2x; returns the shift.
+
+    A run fits it on ``calibration_scenes`` fresh scenes of its calibration stream (never a
+    training or evaluation scene) and folds it into the classifier's bias, so P = 0.5 is the
+    calibrated cut for every consumer of the checkpoint (scores, segments, ρ).
+    """
+    from speednet.evaluation import decision_threshold
+
+    shift = decision_threshold(model, clips)
+    with torch.no_grad():
+        model.head[-1].bias -= shift
+    return float(shift)
 
 
 def _evaluation_clips(config: TrainConfig, model_config: SpeedNetConfig) -> list[np.ndarray]:

@@ -42,7 +42,7 @@ def test_a_folder_of_real_footage_goes_through_every_flow(footage, tmp_path, mon
     split = split_by_video.fn(str(paths.catalog_path(home)), 0.3, 0)
     assert {e.domain for e in split.train} == {e.domain for e in split.held_out} == {"real"}  # real on both sides
 
-    trained = train_speednet(steps=3, batch_size=4, loader_workers=0, val_fraction=0.3, eval_scenes=0,
+    trained = train_speednet(steps=3, batch_size=4, loader_workers=0, val_fraction=0.3, eval_scenes=0, calibration_scenes=0,
                              procedural_share=0.5, warmup_steps=1, checkpoint_every=3)
     ((config, metrics, train_videos, val_videos),) = rows(home, "SELECT config, metrics, train_videos, val_videos FROM models")
     config, metrics = json.loads(config), json.loads(metrics)
@@ -72,7 +72,7 @@ def test_a_library_of_only_real_footage_trains_without_procedural_scenes(footage
     home = tmp_path / "home"
     monkeypatch.setenv("SPEEDNET_HOME", str(home))
     ingest_library(library=str(footage), short_side_px=64, clip_frames=48)
-    result = train_speednet(steps=2, batch_size=4, loader_workers=0, val_fraction=0.3, eval_scenes=0,
+    result = train_speednet(steps=2, batch_size=4, loader_workers=0, val_fraction=0.3, eval_scenes=0, calibration_scenes=0,
                             procedural_share=0.0, warmup_steps=1)
     assert json.loads(rows(home, "SELECT metrics FROM models")[0][0])["real"]["clips"] > 0
     assert result["metrics"]["synthetic"]["clips"] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from functools import partial
 
@@ -13,7 +14,8 @@ from speednet.model import PRESETS
 from speednet.sampling import AugmentConfig, make_batch, skip_sample
 from speednet.synthetic.library import library_scenes
 from speednet.synthetic.stream import (EVALUATION_SEED, STREAM_TAG, SceneClipBatches, SceneStreamConfig,
-                                       check_evaluation_seed, draw_clip, evaluation_clips, stream_seed)
+                                       calibration_clips, check_evaluation_seed, draw_clip, evaluation_clips,
+                                       stream_seed)
 
 CONFIG = PRESETS["cpu"]
 T = CONFIG.clip_frames
@@ -150,3 +152,27 @@ def test_procedural_training_runs_and_reports_held_out_samplers(tmp_path):
     assert result["checkpoint"].endswith("final.pt") and final["extra"]["step"] == 3
     resumed = train(dataclasses.replace(config, steps=4), ClipSource({}), tmp_path / "run", resume=True)
     assert [h["step"] for h in resumed["history"] if "held_out" not in h or h["step"] == 4][-1] == 4
+
+
+def test_calibration_scenes_look_like_evaluation_scenes_but_are_never_one_of_them():
+    calibration, evaluation = calibration_clips(4, run_seed=0, clip_frames=3 * T), evaluation_clips(4, clip_frames=3 * T)
+    assert all(c.shape[0] == 3 * T and min(c.shape[1:3]) == 64 for c in calibration)
+    assert not any(np.array_equal(c, e) for c in calibration for e in evaluation if c.shape == e.shape)
+    assert np.array_equal(calibration[1], calibration_clips(2, run_seed=0, clip_frames=3 * T)[1])  # repeatable
+    assert not np.array_equal(calibration[0], calibration_clips(1, run_seed=1, clip_frames=3 * T)[0])
+
+
+def test_threshold_calibration_moves_the_cut_between_exact_1x_and_2x(pan_model):
+    """A model that ranks 1x below 2x but calls both sped up: calibration on some clips fixes others."""
+    from _pan import PAN_PX, pan, texture
+    from speednet.evaluation import speednet_accuracy
+    from tasks.trainer import calibrate_threshold
+
+    rng = np.random.default_rng(5)
+    clips = [pan(texture(rng, 3 * T * 2 + 100), np.full(3 * T, PAN_PX)) for _ in range(16)]
+    model = copy.deepcopy(pan_model)
+    with torch.no_grad():
+        model.head[-1].bias += 8.0
+    assert speednet_accuracy(model, clips[8:]) == 0.5
+    shift = calibrate_threshold(model, clips[:8])
+    assert shift > 4.0 and speednet_accuracy(model, clips[8:]) >= 0.8

@@ -128,7 +128,7 @@ def test_train_flow_registers_the_model_with_metrics_and_a_plot(tiny_home, monke
 
     monkeypatch.setattr(tasks.train, "load_clips", load_clips_and_probe)
     result = train_speednet(data_home=str(tiny_home), steps=2, batch_size=4, loader_workers=0, val_fraction=0.25,
-                            checkpoint_every=1, procedural_share=0.5, eval_scenes=4)
+                            checkpoint_every=1, procedural_share=0.5, eval_scenes=4, calibration_scenes=4)
     assert held and all(held), "training must hold its shards against deletion (storage.shards.reading)"
     con = duckdb.connect(str(paths.catalog_path(tiny_home)), read_only=True)
     try:
@@ -142,6 +142,7 @@ def test_train_flow_registers_the_model_with_metrics_and_a_plot(tiny_home, monke
     assert metrics["synthetic"]["flow_baseline_fit"] == "synthetic" and 0 <= metrics["synthetic"]["speednet_auc"] <= 1
     assert metrics["fresh_scenes"]["clips"] == 4 and 0 <= metrics["fresh_scenes"]["exact"] <= 1
     assert config["train"]["procedural_share"] == 0.5 and config["domains"] == ["real", "synthetic"]
+    assert config["train"]["calibration_scenes"] == 4
     assert (tiny_home / "runs").exists() and result["plot"].endswith("curves.png")
 
 
@@ -213,3 +214,12 @@ def test_torchrun_ddp_on_cpu_keeps_ranks_in_step_on_disjoint_units_and_only_rank
     assert saved[1] == [] and len(saved[0]) == config.steps // config.checkpoint_every + 1  # + final.pt
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["final.pt", "history.json", "last.pt", "manifest.json"]
     assert torch.load(result["checkpoint"], weights_only=True)["extra"]["step"] == config.steps
+
+
+def test_a_run_is_identified_by_what_shapes_its_steps_not_by_how_it_finishes():
+    from tasks.trainer import TrainConfig, run_identity
+
+    base = TrainConfig(steps=100, procedural_share=1.0)
+    assert run_identity(base) == run_identity(dataclasses.replace(base, calibration_scenes=100))  # re-run: only the ending
+    assert run_identity(base) != run_identity(dataclasses.replace(base, steps=200))
+    assert run_identity(base) == repr(base).replace(", calibration_scenes=0", "")

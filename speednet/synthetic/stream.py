@@ -27,6 +27,9 @@ from speednet.synthetic.scenes import DEFAULT_SIZES, SceneParams, sample_scene
 STREAM_TAG = 0x5EED_57E4  # first word of every training stream's seed sequence (1,592,612,836)
 # The held-out scenes the recipe curves and the reference model's targets are measured on.
 EVALUATION_SEED = 7_000_001
+# The stream a run's decision-threshold calibration draws its scenes from: far above the
+# loader streams (rank × workers, plus one set per resume), so it never meets a training clip.
+CALIBRATION_STREAM = 1 << 20
 
 
 def check_evaluation_seed(seed: int) -> int:
@@ -135,14 +138,29 @@ def evaluation_clips(count: int, *, seed: int = EVALUATION_SEED, size_px: int = 
     then resized as decoding does), from a random start: the in-memory twin of the files the
     reference model's targets are measured on.
     """
+    check_evaluation_seed(seed)
+    return _library_clips([[seed, index] for index in range(count)], size_px, clip_frames)
+
+
+def calibration_clips(count: int, *, run_seed: int, size_px: int = 64, clip_frames: int = 48) -> list[np.ndarray]:
+    """Fresh scenes drawn as the library and evaluation draw them, from a run's own calibration stream.
+
+    What a run fits its decision threshold on (``tasks.trainer``): the look of scored clips
+    (library frame shapes, drawn at full size then resized), never an evaluation scene.
+    """
+    return _library_clips([list(stream_seed(run_seed, CALIBRATION_STREAM, k)) for k in range(count)], size_px,
+                          clip_frames)
+
+
+def _library_clips(seeds: list[list[int]], size_px: int, clip_frames: int) -> list[np.ndarray]:
+    """One clip per seed: a library scene from ``seed``, ``clip_frames`` frames from a random start, resized."""
     from speednet.sampling import resize_short_side
 
-    check_evaluation_seed(seed)
     clips = []
-    for index in range(count):
-        scene = sample_scene(np.random.default_rng([seed, index]))
+    for seed in seeds:
+        scene = sample_scene(np.random.default_rng(seed))
         span_s = clip_frames / scene.fps
-        start_s = float(np.random.default_rng([seed, index, 1]).uniform(0.0, max(scene.duration_s - span_s, 0.0)))
+        start_s = float(np.random.default_rng([*seed, 1]).uniform(0.0, max(scene.duration_s - span_s, 0.0)))
         frames = np.concatenate(list(render_frames(scene, start_s + np.arange(clip_frames) / scene.fps)))
         clips.append(resize_short_side(frames, size_px).numpy())
     return clips
