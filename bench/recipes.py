@@ -31,20 +31,22 @@ from tasks.trainer import TrainConfig, train  # noqa: E402
 # What every recipe shares: the CPU preset, batch 32 items (16 scenes at both speeds),
 # fresh scenes only, drawn square at 64 px; evaluation on whole frames.
 BASE = TrainConfig(preset="cpu", batch_size=32, lr=2e-3, procedural_share=1.0, loader_workers=1, log_every=50)
+# EMA weights, BatchNorm statistics recalibrated on the final weights, and the decision
+# threshold fitted on fresh exact-speed scenes (tasks.trainer).
+FINISH = dict(ema_decay=0.998, bn_recalibration_batches=30, calibration_scenes=100)
 RECIPES = {
     # The paper's sampling as the last session ran it: random drops, no EMA, no recalibration.
     "paper": dict(temporal_sampler="drops"),
-    # Jerkiness made label-free (drops or regular resampling, per version), EMA weights,
-    # BatchNorm statistics recalibrated on the final weights.
-    "mixed": dict(temporal_sampler="mixed", ema_decay=0.998, bn_recalibration_batches=30),
+    # Jerkiness made label-free (drops or regular resampling, per version), with FINISH.
+    "mixed": dict(temporal_sampler="mixed", **FINISH),
     # The same, starting from an easy 1x-vs-3.5x contrast narrowed to the paper's 2x over a third of the run.
-    "mixed_curriculum": dict(temporal_sampler="mixed", ema_decay=0.998, bn_recalibration_batches=30,
-                             curriculum_steps=-3, calibration_scenes=100),
+    "mixed_curriculum": dict(temporal_sampler="mixed", **FINISH,
+                             curriculum_steps=-3),
     # Regular resampling only (what the scorer does), with the curriculum.
-    "regular_curriculum": dict(temporal_sampler="regular", ema_decay=0.998, bn_recalibration_batches=30,
+    "regular_curriculum": dict(temporal_sampler="regular", **FINISH,
                                curriculum_steps=-3),
     # The same as mixed_curriculum with a higher peak learning rate.
-    "mixed_curriculum_lr4e-3": dict(temporal_sampler="mixed", ema_decay=0.998, bn_recalibration_batches=30,
+    "mixed_curriculum_lr4e-3": dict(temporal_sampler="mixed", **FINISH,
                                     curriculum_steps=-3, lr=4e-3),
 }
 

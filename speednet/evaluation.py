@@ -46,8 +46,8 @@ def sampled_versions(clip: np.ndarray, clip_frames: int, sampler: str,
 
 @torch.no_grad()
 def speednet_scores(model: SpeedNet, clips: list[np.ndarray], *, batch_size: int = 16, sampler: str = "exact",
-                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """P(sped up) of the natural and of the sped-up version of every clip (whole frames, eval mode).
+                    seed: int = 0, logits: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """P(sped up) (or, with ``logits``, its logit) of the natural and of the sped-up version of every clip.
 
     Whole frames, short side at the input size, as the scorer sees them: a centre square of a
     16:9 frame drops 44% of its width, and with it the only moving object of one synthetic
@@ -67,8 +67,8 @@ def speednet_scores(model: SpeedNet, clips: list[np.ndarray], *, batch_size: int
     for indices in by_shape.values():
         for start in range(0, len(indices), batch_size):
             chunk = indices[start:start + batch_size]
-            logits = model(normalize_uint8(torch.stack([items[i] for i in chunk])).to(device))
-            p[chunk] = torch.sigmoid(logits.float()).cpu().numpy()
+            out = model(normalize_uint8(torch.stack([items[i] for i in chunk])).to(device)).float()
+            p[chunk] = (out if logits else torch.sigmoid(out)).cpu().numpy()
     return p[0::2], p[1::2]
 
 
@@ -80,10 +80,9 @@ def decision_threshold(model: SpeedNet, clips: list[np.ndarray]) -> float:
     ranking 0.87, accuracy 0.66 at 0, 0.77 at a fitted threshold); the scorer asks exactly
     this exact-speed question, so a run fits the cut on fresh clips of its own.
     """
-    natural, fast = speednet_scores(model, clips, sampler="exact")
-    p = np.clip(np.concatenate([natural, fast]), 1e-7, 1 - 1e-7)
+    natural, fast = speednet_scores(model, clips, sampler="exact", logits=True)
     labels = np.r_[np.zeros(len(natural)), np.ones(len(fast))].astype(bool)
-    classifier = fit_threshold(np.log(p / (1 - p)), labels)
+    classifier = fit_threshold(np.concatenate([natural, fast]), labels)
     return classifier.threshold if classifier.sped_up_above else 0.0  # an inverted stump would be no calibration
 
 

@@ -1,0 +1,49 @@
+"""The shipped reference model, and fine-tuning from it (or from any checkpoint) with init_from."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from speednet.evaluation import speednet_accuracy
+from speednet.model import build_speednet, load_checkpoint, save_checkpoint
+from speednet.synthetic.stream import EVALUATION_SEED, evaluation_clips
+from storage import paths
+from storage.clip_dataset import ClipSource
+from tasks.train import resolve_init
+from tasks.trainer import TrainConfig, train
+
+FEW_STEPS = TrainConfig(steps=2, batch_size=4, procedural_share=1.0, loader_workers=0, checkpoint_every=2, log_every=1,
+                        warmup_steps=1)
+
+
+def test_the_shipped_reference_model_tells_natural_from_2x_on_fresh_scenes():
+    """32 scenes no training drew (the evaluation seed): a chance-level model scores ~0.5 and fails."""
+    model, config, extra = load_checkpoint(paths.REFERENCE_CHECKPOINT)
+    assert config.width == 0.25 and config.input_size == 64
+    clips = evaluation_clips(32, seed=EVALUATION_SEED + 2, size_px=config.input_size, clip_frames=3 * config.clip_frames)
+    assert speednet_accuracy(model, clips) >= 0.75
+    assert extra["train_config"]["procedural_share"] == 1.0  # trained on fresh scenes only: no evaluation scene seen
+
+
+def test_init_from_reference_resolves_to_the_shipped_file_and_a_few_steps_run(tmp_path):
+    start = resolve_init("reference", str(tmp_path / "no-catalog.duckdb"))
+    assert start == str(paths.REFERENCE_CHECKPOINT)
+    config = TrainConfig(**{**FEW_STEPS.__dict__, "init_from": start, "lr": 1e-9})
+    result = train(config, ClipSource({}), tmp_path / "run")
+    tuned, _, _ = load_checkpoint(result["checkpoint"])
+    reference, _, _ = load_checkpoint(start)
+    for (name, a), b in zip(tuned.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0, msg=f"{name} did not start from the reference")
+
+
+def test_init_from_a_checkpoint_of_another_width_is_a_clear_error(tmp_path):
+    wide = save_checkpoint(tmp_path / "wide.pt", build_speednet(preset="cpu", width=0.5))
+    config = TrainConfig(**{**FEW_STEPS.__dict__, "init_from": str(wide)})
+    with pytest.raises(ValueError, match=r"wide\.pt: checkpoint has width=0\.5 but the model expects width=0\.25"):
+        train(config, ClipSource({}), tmp_path / "run")
+
+
+def test_init_from_something_that_is_no_checkpoint_says_what_it_accepts(tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither 'reference', a checkpoint file, nor one registered model_id"):
+        resolve_init("no-such-model", str(tmp_path / "catalog.duckdb"))
