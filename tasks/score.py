@@ -192,6 +192,11 @@ def select_unscored(catalog_path: str, model_id: str, retry_failed: bool = False
             if (wanted is None or vid in wanted) and (vid not in done or (retry_failed and done[vid] == "failed"))]
 
 
+def plot_name(path: str, video_id: str, model_id: str) -> str:
+    """A V(t) plot's file name: the source's stem first, so people find it; ids keep same-named files apart."""
+    return f"{Path(path).stem}-{video_id[:8]}-{model_id[:8]}.png"
+
+
 @task(name="score-video", cache_policy=NO_CACHE)
 def score_video(video: VideoToScore, model_ref: ModelRef, config: scoring.ScoreConfig, catalog_path: str,
                 plot_dir: str | None = None, decode_timeout_s: float = 300.0) -> dict:
@@ -213,7 +218,7 @@ def score_video(video: VideoToScore, model_ref: ModelRef, config: scoring.ScoreC
     plot_path = None
     if plot_dir:
         from tasks.plots import plot_speediness
-        plot_path = plot_speediness(result, config.rho, Path(plot_dir) / f"{video.video_id}-{model_ref.model_id[:12]}.png")
+        plot_path = plot_speediness(result, config.rho, Path(plot_dir) / plot_name(video.path, video.video_id, model_ref.model_id))
     summary = {"video_id": video.video_id, "model_id": model_ref.model_id, "path": video.path, "score_params": params,
                "rho": config.rho, "fps": result.fps, **scoring.summary(v, result.fps),
                "windows_run": result.scores.windows_run, "windows_skipped": result.scores.windows_skipped,

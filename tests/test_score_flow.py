@@ -71,6 +71,7 @@ def test_every_video_gets_frame_rows_a_summary_and_segments_and_the_views_answer
     assert v_from_view == pytest.approx(by_name["natural.mp4"][0], abs=1e-6)
     plots = sorted((home / "plots" / "speediness").glob("*.png"))
     assert len(plots) == 4 and all(p.stat().st_size > 10_000 for p in plots)
+    assert sorted(p.name.split("-")[0] for p in plots) == ["half2x", "natural", "pattern", "slowmo"]  # named after sources
 
 
 def test_a_rerun_scores_nothing_and_a_new_model_scores_beside_the_old_rows(home_copy):
