@@ -200,8 +200,7 @@ def score(
         config = ScoreConfig(levels=levels, stride=stride, rho=rho, mode=mode)
         result = score_file(str(video), load_model(ref.checkpoint_path), config)
     except (MediaError, FileNotFoundError, ValueError) as e:
-        console.print(f"[red]cannot score:[/red] {escape(str(e))}", soft_wrap=True, highlight=False)
-        raise typer.Exit(1)
+        _cannot("score", e)
     rows = per_second_table(result, rho, all_speeds=as_json or all_speeds)
     if as_json:
         for row in rows:
@@ -296,8 +295,7 @@ def search(
     try:
         hits = run_search(video=video, at_s=at, clip=clip, vector_id=vector_id, k=k, scope=scope, model=model)
     except (ValueError, FileNotFoundError) as e:
-        console.print(f"[red]cannot search:[/red] {escape(str(e))}", soft_wrap=True, highlight=False)
-        raise typer.Exit(1)
+        _cannot("search", e)
     if parquet:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -358,8 +356,7 @@ def speedup(
         output = output or video.with_name(f"{video.stem}-x{rate:g}.mp4")
         result = speedup_video(str(video), scores, settings, output, plot_path=plot)
     except (MediaError, FileNotFoundError, ValueError, RuntimeError, duckdb.Error) as e:
-        console.print(f"[red]cannot speed up:[/red] {escape(str(e))}", soft_wrap=True, highlight=False)
-        raise typer.Exit(1)
+        _cannot("speed up", e)
     curve = result.curve
     print(result.output_path)
     console.print(f"{curve.source_duration_s:.2f} s → {curve.output_duration_s:.2f} s: {curve.achieved_rate:.3f}x overall "

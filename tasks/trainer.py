@@ -175,20 +175,20 @@ def train(config: TrainConfig, source: ClipSource, out_dir: str | Path, *, resum
     torch.manual_seed(config.seed)
     model = build_speednet(preset=config.preset).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True) \
-        if config.ema_decay else None
     start_step, history = 0, []
     checkpoint = out_dir / LAST_CHECKPOINT
-    if resume and checkpoint.exists():
+    resuming = resume and checkpoint.exists()
+    if not resuming and config.init_from:
+        load_weights_into(model, config.init_from)  # ValueError naming both widths if the architecture differs
+    # the EMA starts from the weights the run starts from (a resume then restores its own)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True) \
+        if config.ema_decay else None
+    if resuming:
         extra = load_weights_into(model, checkpoint)
         optimizer.load_state_dict(extra["optimizer"])
         if ema is not None and "ema" in extra:
             ema.load_state_dict(extra["ema"])
         start_step, history = int(extra["step"]), list(extra["history"])
-    elif config.init_from:
-        load_weights_into(model, config.init_from)  # ValueError naming both widths if the architecture differs
-        if ema is not None:
-            ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
     net = model
     if world_size > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
