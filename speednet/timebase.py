@@ -46,6 +46,11 @@ class TimeBase:
         return cls(fps, step=factor) if fps > MODEL_FPS[1] else cls(fps, upsample=factor)
 
     @property
+    def is_source_rate(self) -> bool:
+        """True when the model reads the source's own frames (20–30 fps): nothing to map back."""
+        return self.step == 1 and self.upsample == 1
+
+    @property
     def model_fps(self) -> float:
         """Frames per second of real time the model sees."""
         return self.source_fps / self.step * self.upsample
@@ -61,7 +66,7 @@ class TimeBase:
 
     def reader(self, read_source: Callable[[int, int], np.ndarray]) -> Callable[[int, int], np.ndarray]:
         """``read(start, stop)`` of model frames, from ``read_source(start, stop)`` of source frames."""
-        if self.step == 1 and self.upsample == 1:
+        if self.is_source_rate:
             return read_source
         if self.upsample == 1:
             def thinned(start: int, stop: int) -> np.ndarray:

@@ -138,7 +138,7 @@ def score_file(path: str, model: SpeedNet, config: scoring.ScoreConfig, *, decod
                              f"window at {view.timebase.model_fps:g} fps")
     result = scoring.score_frames(model, view.read, view.frames, config, on_progress=on_progress)
     timebase = view.timebase
-    if timebase != TimeBase(timebase.source_fps):
+    if not timebase.is_source_rate:
         result = dataclasses.replace(
             result, p_natural=timebase.to_source(result.p_natural, view.source_frames),
             window_p=[(timebase.source_position(at), p) for at, p in result.window_p])
