@@ -165,15 +165,20 @@ def score_library_command(
     budget: bool = typer.Option(False, help="Skip high speeds where a lower one already looked unnatural."),
     plots: bool = typer.Option(False, help="Write a PNG of V(t) and P_i(t) per video."),
     retry_failed: bool = typer.Option(False, help="Try videos that failed before again."),
+    dask: Optional[str] = typer.Option(None, help="Address of a Dask scheduler to fan out on (default: threads)."),
 ) -> None:
     """Score every ingested video not yet scored by the model (runs the score-library flow here)."""
+    from flows.runners import task_runner_from_settings
     from flows.score import score_library
 
     _need_model("score the library", model)
-    summary = score_library(model=model, levels=levels, stride=stride, rho=rho, mode=mode, budget=budget, plots=plots,
+    flow = score_library.with_options(task_runner=task_runner_from_settings(dask)) if dask else score_library
+    summary = flow(model=model, levels=levels, stride=stride, rho=rho, mode=mode, budget=budget, plots=plots,
                             retry_failed=retry_failed)
     console.print(f"model {summary['model_id'][:12]}: {summary['scored']} scored, {summary['failed']} failed "
                   f"(see the score_failures view); catalog {summary['catalog']}")
+    if summary["unfinished"]:
+        console.print(f"{summary['unfinished']} videos were not scored (a worker was lost): run it again to finish them")
 
 
 @app.command()
@@ -228,14 +233,19 @@ def embed_library_command(
     dtype: str = typer.Option("float32", help="Stored vector type: float32 or float16."),
     rebuild: bool = typer.Option(False, help="Forget this model's vectors and embed everything again."),
     retry_failed: bool = typer.Option(False, help="Try videos that failed before again."),
+    dask: Optional[str] = typer.Option(None, help="Address of a Dask scheduler to fan out on (default: threads)."),
 ) -> None:
     """Embed every ingested video's windows into the model's FAISS index (runs the embed-library flow here)."""
     from flows.embed import embed_library
+    from flows.runners import task_runner_from_settings
 
     _need_model("embed the library", model)
-    summary = embed_library(model=model, stride=stride, dtype=dtype, rebuild=rebuild, retry_failed=retry_failed)
+    flow = embed_library.with_options(task_runner=task_runner_from_settings(dask)) if dask else embed_library
+    summary = flow(model=model, stride=stride, dtype=dtype, rebuild=rebuild, retry_failed=retry_failed)
     console.print(f"model {summary['model_id'][:12]}: {summary['embedded']} embedded, {summary['failed']} failed; "
                   f"{summary['vectors']} vectors in a {summary['index_type']} index at {summary['index_dir']}")
+    if summary["unfinished"]:
+        console.print(f"{summary['unfinished']} videos were not embedded (a worker was lost): run it again to finish them")
 
 
 @app.command("render-speedups")

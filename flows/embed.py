@@ -3,6 +3,10 @@
 Incremental: only videos without vectors for the model are embedded; the index is
 replaced atomically and repaired from the per-video parts if a kill left it behind the
 catalog. Bad or vanished files become `embedded_videos` rows with status 'failed'.
+
+Videos are embedded in batches on the flow's task runner (one at a time on threads; across
+the workers of a Dask cluster with ``SPEEDNET_DASK_ADDRESS``); workers write only their
+videos' part files, and this flow alone writes the catalog and the index.
 """
 
 from __future__ import annotations
@@ -10,17 +14,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from speednet.isolation import warm_up
+from flows.runners import finished_batches, task_runner_from_settings
+from speednet.isolation import default_workers, warm_up
 from storage import paths, vector_index
-from tasks.embed import EmbedParams, commit_embeddings, drop_model_vectors, embed_video, select_unembedded, sync_index
+from tasks.embed import EmbedParams, commit_embeddings, drop_model_vectors, embed_videos, select_unembedded, sync_index
 from tasks.progress import StepProgress
-from tasks.score import resolve_model
+from tasks.score import resolve_model, video_batches
 
 
-@flow(name="embed-library")
+@flow(name="embed-library", task_runner=task_runner_from_settings(threads=1))
 def embed_library(
     data_home: str | None = None,
     model: str | None = None,
@@ -44,12 +49,17 @@ def embed_library(
     todo = select_unembedded(catalog_path, model_ref.model_id, params, retry_failed)
     log.info("model %s: %d videos to embed", model_ref.model_id[:12], len(todo))
     warm_up()
-    results, pending = [], []
+    batches = video_batches(todo, default_workers())
+    jobs = embed_videos.map(batches, unmapped(model_ref), unmapped(index_dir), unmapped(params), unmapped(decode_timeout_s))
+    results, pending, unfinished = [], [], []
     manifest = vector_index.read_manifest(Path(index_dir))
     with StepProgress(f"embedding {len(todo)} videos", len(todo)) as progress:
-        for video in todo:
-            pending.append(embed_video(video, model_ref, index_dir, params, decode_timeout_s))
-            progress.advance()
+        for batch, outcomes in finished_batches(jobs, batches, log, "embedded"):
+            progress.advance(len(batch))
+            if outcomes is None:
+                unfinished += batch
+                continue
+            pending += outcomes
             if len(pending) >= commit_every:  # bounded loss on a kill, few index rewrites
                 manifest = commit_embeddings(pending, model_ref.model_id, index_dir, catalog_path, params)
                 results += pending
@@ -68,4 +78,5 @@ def embed_library(
         f"{manifest['index_type']} index in `{index_dir}`\n- window stride {stride} frames; rows in `embeddings`",
         key="embed-summary")
     return {"model_id": model_ref.model_id, "embedded": len(results) - len(failed), "failed": len(failed),
+            "unfinished": len(unfinished),
             "vectors": manifest["count"], "index_type": manifest["index_type"], "index_dir": index_dir}

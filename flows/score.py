@@ -3,6 +3,10 @@
 Scores only (video, model) pairs not scored yet, so the nightly run does just the new
 footage, and a newly registered model scores the whole library beside the old model's
 rows. Killed and re-run, it finishes the rest: each video's rows land in one transaction.
+
+Videos are scored in batches on the flow's task runner (one batch at a time on threads;
+across the workers of a Dask cluster with ``SPEEDNET_DASK_ADDRESS`` or ``speednet score-library
+--dask``). Workers stage each video's rows as a Parquet part; only this flow writes the catalog.
 """
 
 from __future__ import annotations
@@ -10,17 +14,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from speednet.isolation import warm_up
+from flows.runners import finished_batches, task_runner_from_settings
+from speednet.isolation import default_workers, warm_up
 from speednet.scoring import ScoreConfig
 from storage import paths
 from tasks.progress import StepProgress
-from tasks.score import resolve_model, score_video, select_unscored
+from tasks.score import commit_score, resolve_model, score_videos, select_unscored, video_batches
 
 
-@flow(name="score-library")
+@flow(name="score-library", task_runner=task_runner_from_settings(threads=1))
 def score_library(
     library: str | None = None,
     data_home: str | None = None,
@@ -54,11 +59,17 @@ def score_library(
     todo = select_unscored(catalog_path, model_ref.model_id, retry_failed, video_ids)
     log.info("model %s: %d videos to score", model_ref.model_id[:12], len(todo))
     plot_dir = str(home / "plots" / "speediness") if plots else None
-    results = []
+    batches = video_batches(todo, default_workers())
+    jobs = score_videos.map(batches, unmapped(model_ref), unmapped(config), unmapped(str(paths.staged_scores_dir(home))),
+                            unmapped(plot_dir), unmapped(decode_timeout_s))
+    results, unfinished = [], []
     with StepProgress(f"scoring {len(todo)} videos", len(todo)) as progress:
-        for video in todo:
-            results.append(score_video(video, model_ref, config, catalog_path, plot_dir, decode_timeout_s))
-            progress.advance()
+        for batch, outcomes in finished_batches(jobs, batches, log, "scored"):
+            if outcomes is None:
+                unfinished += batch
+            else:
+                results += [commit_score(outcome, catalog_path) for outcome in outcomes]
+            progress.advance(len(batch))
     scored = [r for r in results if r["status"] == "scored"]
     failed = [r for r in results if r["status"] == "failed"]
     if failed:
@@ -72,7 +83,8 @@ def score_library(
         f"{levels + 1} speeds, stride {stride}, ρ = {rho}\n"
         f"- {video_s:.0f} s of video in {seconds:.0f} s ({video_s / max(seconds, 1e-9):.1f} video-s per s)\n"
         f"- tables: `frame_scores`, `video_speediness`, `segments` in `{catalog_path}`\n"
-        + (f"- plots: `{plot_dir}`\n" if plot_dir else ""),
+        + (f"- plots: `{plot_dir}`\n" if plot_dir else "")
+        + (f"- {len(unfinished)} videos left for the next run: a worker was lost\n" if unfinished else ""),
         key="score-summary")
-    return {"model_id": model_ref.model_id, "scored": len(scored), "failed": len(failed),
+    return {"model_id": model_ref.model_id, "scored": len(scored), "failed": len(failed), "unfinished": len(unfinished),
             "catalog": catalog_path, "plots": plot_dir}

@@ -23,6 +23,10 @@ WORK_POOL = "speednet"
 DEFAULT_PORT = 4200
 
 
+# prefect.yaml's deployments on the local process pool, by name (each flow has a 'default')
+LOCAL_DEPLOYMENTS = ("--name", "default", "--name", "nightly")
+
+
 @dataclass(frozen=True)
 class Stack:
     """One embedded Prefect stack, identified by its state folder and port."""
@@ -94,8 +98,12 @@ class Stack:
             self._spawn("worker", "worker", "start", "--pool", WORK_POOL, "--type", "process", "--name", f"speednet-{self.port}")
 
     def deploy(self) -> str:
-        """`prefect deploy --all` from the repo root (the deployments in prefect.yaml)."""
-        return self._prefect("--no-prompt", "deploy", "--all").stdout
+        """The deployments of prefect.yaml on the local `speednet` pool, from the repo root.
+
+        Not ``--all``: the Docker and Kubernetes pools' deployments (docs/SCALE.md) are for
+        servers that have those pools, and Prefect stops at the first pool it lacks.
+        """
+        return self._prefect("--no-prompt", "deploy", *LOCAL_DEPLOYMENTS).stdout
 
     def run_deployment(self, name: str, parameters: dict | None = None, *, timeout_s: float = 3600) -> subprocess.CompletedProcess:
         """`prefect deployment run NAME --watch`: blocks until the flow run ends; rc 0 means Completed."""

@@ -36,3 +36,8 @@ def shards_dir(home: Path | None = None) -> Path:
 def staging_dir(home: Path | None = None) -> Path:
     """Per-video parts waiting to be packed into shards (kept across a killed run, so no re-decode)."""
     return (home or data_home()) / "shards" / "staging"
+
+
+def staged_scores_dir(home: Path | None = None) -> Path:
+    """Scored videos' parts waiting for score-library's commit (a killed run's are committed by the next)."""
+    return (home or data_home()) / "staging" / "scores"

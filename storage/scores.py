@@ -3,17 +3,28 @@
 A killed run therefore leaves either all of a video's rows or none, and a re-run simply
 writes the video again. Writers are serialized by ``catalog.writer``'s file lock, so two
 score runs at once queue at the database instead of corrupting it.
+
+Scoring workers (threads, or Dask workers on other machines) never open the catalog: each
+scored video becomes a staged part, one Parquet file of its frame rows carrying its summary
+row and segments as metadata, which the flow commits (``commit_part``). A part left by a
+killed run is committed by the next run instead of being scored again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from storage import catalog
+from storage.atomic import atomic_write
+
+_SUMMARY_KEY, _SEGMENTS_KEY = b"speednet.summary", b"speednet.segments"
 
 SCORE_TABLES = ("frame_scores", "video_speediness", "segments")
 
@@ -56,6 +67,38 @@ def write_scored(catalog_path: str | Path, summary_row: dict, frame_rows: pa.Tab
             con.unregister("staged_frame_scores")
         catalog.insert_rows(con, "segments", [{"video_id": video_id, "model_id": model_id, **s} for s in segment_rows])
         catalog.insert_rows(con, "video_speediness", [{**summary_row, "status": "scored", "scored_at": catalog.utc_now()}])
+
+
+def part_path(staging: str | Path, video_id: str, model_id: str, score_params: str) -> Path:
+    """Where one (video, model, scoring parameters)'s staged scores wait for the flow's commit."""
+    params_key = hashlib.sha256(score_params.encode()).hexdigest()[:12]
+    return Path(staging) / f"{video_id}-{model_id[:16]}-{params_key}.parquet"
+
+
+def write_part(path: str | Path, summary_row: dict, frame_rows: pa.Table, segment_rows: list[dict]) -> Path:
+    """Stage one video's scores as a Parquet file (frame rows; summary and segments as metadata), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {**(frame_rows.schema.metadata or {}), _SUMMARY_KEY: json.dumps(summary_row),
+                _SEGMENTS_KEY: json.dumps(segment_rows)}
+    with atomic_write(path) as tmp:
+        pq.write_table(frame_rows.replace_schema_metadata(metadata), tmp)
+    return path
+
+
+def read_part_summary(path: str | Path) -> dict:
+    """The summary row of a staged part, read from its footer alone."""
+    return json.loads(pq.read_schema(path).metadata[_SUMMARY_KEY])
+
+
+def commit_part(catalog_path: str | Path, path: str | Path) -> dict:
+    """Replace the video's rows with a staged part's in one transaction, then delete the part; its summary row."""
+    table = pq.read_table(path)
+    metadata = table.schema.metadata
+    summary_row, segment_rows = json.loads(metadata[_SUMMARY_KEY]), json.loads(metadata[_SEGMENTS_KEY])
+    write_scored(catalog_path, summary_row, table.replace_schema_metadata(None), segment_rows)
+    Path(path).unlink(missing_ok=True)
+    return summary_row
 
 
 def write_failed(catalog_path: str | Path, video_id: str, model_id: str, path: str, error_kind: str, error: str,

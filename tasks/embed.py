@@ -42,6 +42,7 @@ class EmbedParams:
 class VideoToEmbed:
     video_id: str
     path: str
+    frame_count: int = 0
 
 
 @task(name="select-unembedded", cache_policy=NO_CACHE)
@@ -52,18 +53,17 @@ def select_unembedded(catalog_path: str, model_id: str, params: EmbedParams, ret
         done = dict(con.execute("SELECT video_id, status FROM embedded_videos WHERE model_id = ?", [model_id]).fetchall())
         used = {p for (p,) in con.execute("SELECT DISTINCT embed_params FROM embedded_videos WHERE model_id = ? "
                                           "AND status = 'embedded'", [model_id]).fetchall()}
-        videos = con.execute("SELECT video_id, path FROM ingested_videos ORDER BY path").fetchall()
+        videos = con.execute("SELECT video_id, path, frame_count FROM ingested_videos ORDER BY path").fetchall()
     finally:
         con.close()
     wanted = catalog.canonical_json(dataclasses.asdict(params))
     if used - {wanted}:
         raise ValueError(f"the index of model {model_id} was built with {sorted(used)}, not {wanted}; "
                          f"keep those parameters or pass rebuild=True to re-embed everything")
-    return [VideoToEmbed(vid, path) for vid, path in videos
+    return [VideoToEmbed(vid, path, frames) for vid, path, frames in videos
             if vid not in done or (retry_failed and done[vid] == "failed")]
 
 
-@task(name="embed-video", cache_policy=NO_CACHE)
 def embed_video(video: VideoToEmbed, model_ref: ModelRef, index_dir: str, params: EmbedParams,
                 decode_timeout_s: float = 300.0) -> dict:
     """Embed one video's windows into its part file; failures come back as a row, not an exception."""
@@ -84,12 +84,20 @@ def embed_video(video: VideoToEmbed, model_ref: ModelRef, index_dir: str, params
                 "error_kind": getattr(e, "kind", "embed_failed"), "error": str(e)}
 
 
+@task(name="embed-videos", cache_policy=NO_CACHE)
+def embed_videos(batch: list[VideoToEmbed], model_ref: ModelRef, index_dir: str, params: EmbedParams,
+                 decode_timeout_s: float = 300.0) -> list[dict]:
+    """Embed a batch of videos on this worker (the model loads once per worker process) into their part files."""
+    return [embed_video(video, model_ref, index_dir, params, decode_timeout_s) for video in batch]
+
+
 @task(name="commit-embeddings", cache_policy=NO_CACHE)
 def commit_embeddings(results: list[dict], model_id: str, index_dir: str, catalog_path: str,
                       params: EmbedParams) -> dict | None:
     """Add the new videos' rows in one transaction (ids continue the model's), then bring the index up to date."""
     directory = Path(index_dir)
-    embedded = [r for r in results if r["status"] == "embedded"]
+    # ids follow the paths, not the order workers finished in, so a Dask run numbers vectors as a threaded one does
+    embedded = sorted((r for r in results if r["status"] == "embedded"), key=lambda r: r["path"])
     with catalog.writer(catalog_path) as con:
         next_id = con.execute("SELECT coalesce(max(vector_id) + 1, 0) FROM embeddings WHERE model_id = ?",
                               [model_id]).fetchone()[0]

@@ -197,11 +197,29 @@ def plot_name(path: str, video_id: str, model_id: str) -> str:
     return f"{Path(path).stem}-{video_id[:8]}-{model_id[:8]}.png"
 
 
-@task(name="score-video", cache_policy=NO_CACHE)
-def score_video(video: VideoToScore, model_ref: ModelRef, config: scoring.ScoreConfig, catalog_path: str,
-                plot_dir: str | None = None, decode_timeout_s: float = 300.0) -> dict:
-    """Score one video and replace its rows; returns its summary row (status 'scored' or 'failed')."""
+def video_batches(videos: list, workers: int, max_per_batch: int = 8) -> list[list]:
+    """Split videos into tasks: few enough for Prefect (HAZARDS.md), several per worker so none idles at the end.
+
+    Longest first (``frame_count``), so a run does not end with one worker on a long video it took last.
+    """
+    videos = sorted(videos, key=lambda video: video.frame_count, reverse=True)
+    size = max(1, min(max_per_batch, len(videos) // (4 * max(1, workers))))
+    return [videos[i:i + size] for i in range(0, len(videos), size)]
+
+
+def score_one(video: VideoToScore, model_ref: ModelRef, config: scoring.ScoreConfig, staging: str,
+              plot_dir: str | None = None, decode_timeout_s: float = 300.0) -> dict:
+    """Score one video into a staged part (no catalog access); its outcome row, 'scored' (with ``part``) or 'failed'.
+
+    A part staged by an earlier, killed run with the same model and parameters is reused.
+    """
     params = catalog.canonical_json(dataclasses.asdict(config))
+    part = scores.part_path(staging, video.video_id, model_ref.model_id, params)
+    head = {"video_id": video.video_id, "model_id": model_ref.model_id, "path": video.path, "score_params": params}
+    if part.is_file():
+        staged = scores.read_part_summary(part)
+        if plot_dir is None or (staged.get("plot_path") and Path(staged["plot_path"]).is_file()):
+            return {**staged, "status": "scored", "part": str(part), "seconds": 0.0}
     try:
         check_unchanged(video.path, video.video_id)
         model = load_model(model_ref.checkpoint_path)
@@ -210,21 +228,35 @@ def score_video(video: VideoToScore, model_ref: ModelRef, config: scoring.ScoreC
             result = score_file(video.path, model, config, decode_timeout_s=decode_timeout_s,
                                 on_progress=progress.update if progress else None)
     except Exception as e:  # bad input (or a bug) becomes a recorded failure; the run goes on
-        kind = getattr(e, "kind", "score_failed")
-        scores.write_failed(catalog_path, video.video_id, model_ref.model_id, video.path, kind, str(e), params)
-        return {"video_id": video.video_id, "path": video.path, "status": "failed", "error_kind": kind, "error": str(e)}
+        return {**head, "status": "failed", "error_kind": getattr(e, "kind", "score_failed"), "error": str(e)}
 
     v = result.scores.speediness(config.rho)
     plot_path = None
     if plot_dir:
         from tasks.plots import plot_speediness
         plot_path = plot_speediness(result, config.rho, Path(plot_dir) / plot_name(video.path, video.video_id, model_ref.model_id))
-    summary = {"video_id": video.video_id, "model_id": model_ref.model_id, "path": video.path, "score_params": params,
-               "rho": config.rho, "fps": result.fps, **scoring.summary(v, result.fps),
+    summary = {**head, "rho": config.rho, "fps": result.fps, **scoring.summary(v, result.fps),
                "windows_run": result.scores.windows_run, "windows_skipped": result.scores.windows_skipped,
-               "seconds": result.seconds, "plot_path": plot_path}
+               "seconds": result.seconds, "plot_path": str(plot_path) if plot_path else None}
     frame_rows = scores.frame_score_table(video.video_id, model_ref.model_id, result.scores.speeds,
                                           result.scores.p_natural, result.fps)
     segment_rows = list(scoring.segments(v, result.scores.p_natural[0], result.fps))
-    scores.write_scored(catalog_path, summary, frame_rows, segment_rows)
-    return {**summary, "status": "scored", "segments": len(segment_rows)}
+    scores.write_part(part, summary, frame_rows, segment_rows)
+    return {**summary, "status": "scored", "part": str(part)}
+
+
+@task(name="score-videos", cache_policy=NO_CACHE)
+def score_videos(batch: list[VideoToScore], model_ref: ModelRef, config: scoring.ScoreConfig, staging: str,
+                 plot_dir: str | None = None, decode_timeout_s: float = 300.0) -> list[dict]:
+    """Score a batch of videos on this worker (the model loads once per worker process) into staged parts."""
+    return [score_one(video, model_ref, config, staging, plot_dir, decode_timeout_s) for video in batch]
+
+
+def commit_score(outcome: dict, catalog_path: str) -> dict:
+    """Write one video's outcome to the catalog in one transaction: its staged part, or its failure row."""
+    if outcome["status"] == "failed":
+        scores.write_failed(catalog_path, outcome["video_id"], outcome["model_id"], outcome["path"],
+                            outcome["error_kind"], outcome["error"], outcome["score_params"])
+    else:
+        scores.commit_part(catalog_path, outcome["part"])
+    return outcome

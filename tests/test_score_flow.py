@@ -134,6 +134,52 @@ def test_a_failed_write_leaves_none_of_the_videos_rows(home_copy, monkeypatch):
     assert rows(home, "SELECT count(*) FROM frame_scores WHERE video_id = ?", [video_id])[0][0] == before
 
 
+def test_a_part_staged_before_a_kill_is_committed_without_scoring_again(home_copy, monkeypatch):
+    """A worker that finished a video before the flow died leaves a part; the next run commits it as it is."""
+    from speednet.scoring import ScoreConfig
+    from storage import paths
+    from tasks import score as score_tasks
+
+    home, _, model_id = home_copy
+    catalog_path = str(home / "catalog.duckdb")
+    model_ref = score_tasks.resolve_model(catalog_path, model_id)
+    video = score_tasks.select_unscored.fn(catalog_path, model_id)[0]
+    staged = score_tasks.score_one(video, model_ref, ScoreConfig(levels=LEVELS), str(paths.staged_scores_dir(home)))
+    assert Path(staged["part"]).is_file() and not rows(home, "SELECT count(*) FROM video_speediness")[0][0]
+
+    def no_model(path):
+        raise RuntimeError("scoring again (simulated: the model cannot load)")
+
+    monkeypatch.setattr(score_tasks, "load_model", no_model)
+    summary = score_library(levels=LEVELS)
+    assert (summary["scored"], summary["failed"]) == (1, 3)
+    assert rows(home, "SELECT video_id FROM video_speediness WHERE status = 'scored'") == [(video.video_id,)]
+    assert rows(home, "SELECT count(*) FROM frame_scores")[0][0] == (LEVELS + 1) * video.frame_count
+    assert not Path(staged["part"]).exists()
+
+
+def test_a_batch_that_dies_is_left_unscored_for_the_next_run(home_copy, monkeypatch):
+    """A task that fails as a whole (a lost worker, not a bad file) records nothing, so the re-run does its videos."""
+    from tasks import score as score_tasks
+
+    home, _, _ = home_copy
+    real_score_one = score_tasks.score_one
+
+    def dies_on_slowmo(video, *args, **kwargs):
+        if video.path.endswith("slowmo.mp4"):
+            raise RuntimeError("worker lost (simulated)")
+        return real_score_one(video, *args, **kwargs)
+
+    monkeypatch.setattr(score_tasks, "score_one", dies_on_slowmo)
+    first = score_library(levels=LEVELS)
+    assert (first["scored"] + first["unfinished"], first["failed"]) == (4, 0) and first["unfinished"] >= 1
+    assert rows(home, "SELECT count(*) FROM video_speediness v JOIN videos USING (video_id) "
+                      "WHERE videos.path LIKE '%slowmo.mp4'")[0][0] == 0
+    monkeypatch.setattr(score_tasks, "score_one", real_score_one)
+    assert score_library(levels=LEVELS)["scored"] == first["unfinished"]
+    assert rows(home, "SELECT count(*) FROM video_speediness WHERE status = 'scored'")[0][0] == 4
+
+
 _RUN = """
 import sys
 from flows.score import score_library
