@@ -77,17 +77,18 @@ def test_ingest_fans_out_on_a_local_two_worker_dask_cluster(stack, library, home
     assert _statuses(home / "catalog.duckdb") == {"ingested": 3, "failed": len(EXPECTED_KIND)}
 
 
-@pytest.fixture
-def dask_cluster(stack, monkeypatch):
+@pytest.fixture(scope="module")
+def dask_cluster(stack):
     """A local cluster of two one-thread worker processes reporting to the module's API server."""
     import dask
     from distributed import LocalCluster
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    monkeypatch.setenv("PREFECT_API_URL", stack.api_url)  # inherited by the Dask worker processes
-    with temporary_settings({PREFECT_API_URL: stack.api_url}), dask.config.set({"distributed.worker.daemon": False}):
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-            yield cluster
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PREFECT_API_URL", stack.api_url)  # inherited by the Dask worker processes
+        with temporary_settings({PREFECT_API_URL: stack.api_url}), dask.config.set({"distributed.worker.daemon": False}):
+            with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+                yield cluster
 
 
 def _on(cluster, flow):
