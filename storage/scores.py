@@ -91,9 +91,16 @@ def read_part_summary(path: str | Path) -> dict:
     return json.loads(pq.read_schema(path).metadata[_SUMMARY_KEY])
 
 
-def commit_part(catalog_path: str | Path, path: str | Path) -> dict:
-    """Replace the video's rows with a staged part's in one transaction, then delete the part; its summary row."""
-    table = pq.read_table(path)
+def commit_part(catalog_path: str | Path, path: str | Path) -> dict | None:
+    """Replace the video's rows with a staged part's in one transaction, then delete the part; its summary row.
+
+    None when the part is gone: another run scoring the same video at the same time staged
+    the same part and committed it first.
+    """
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError:
+        return None
     metadata = table.schema.metadata
     summary_row, segment_rows = json.loads(metadata[_SUMMARY_KEY]), json.loads(metadata[_SEGMENTS_KEY])
     write_scored(catalog_path, summary_row, table.replace_schema_metadata(None), segment_rows)

@@ -216,10 +216,9 @@ def score_one(video: VideoToScore, model_ref: ModelRef, config: scoring.ScoreCon
     params = catalog.canonical_json(dataclasses.asdict(config))
     part = scores.part_path(staging, video.video_id, model_ref.model_id, params)
     head = {"video_id": video.video_id, "model_id": model_ref.model_id, "path": video.path, "score_params": params}
-    if part.is_file():
-        staged = scores.read_part_summary(part)
-        if plot_dir is None or (staged.get("plot_path") and Path(staged["plot_path"]).is_file()):
-            return {**staged, "status": "scored", "part": str(part), "seconds": 0.0}
+    staged = _staged_summary(part)
+    if staged and (plot_dir is None or (staged.get("plot_path") and Path(staged["plot_path"]).is_file())):
+        return {**staged, "status": "scored", "part": str(part), "seconds": 0.0}
     try:
         check_unchanged(video.path, video.video_id)
         model = load_model(model_ref.checkpoint_path)
@@ -243,6 +242,14 @@ def score_one(video: VideoToScore, model_ref: ModelRef, config: scoring.ScoreCon
     segment_rows = list(scoring.segments(v, result.scores.p_natural[0], result.fps))
     scores.write_part(part, summary, frame_rows, segment_rows)
     return {**summary, "status": "scored", "part": str(part)}
+
+
+def _staged_summary(part: Path) -> dict | None:
+    """The summary of a part staged earlier, or None (none, or another run just committed and deleted it)."""
+    try:
+        return scores.read_part_summary(part)
+    except FileNotFoundError:
+        return None
 
 
 @task(name="score-videos", cache_policy=NO_CACHE)

@@ -159,6 +159,18 @@ def test_a_part_staged_before_a_kill_is_committed_without_scoring_again(home_cop
     assert not Path(staged["part"]).exists()
 
 
+def test_a_part_committed_by_a_concurrent_run_is_not_committed_twice(home_copy, tmp_path):
+    """Two runs scoring one video stage the same part; the first commits and deletes it, the second skips it."""
+    home, _, model_id = home_copy
+    video_id, frames = rows(home, "SELECT video_id, frame_count FROM ingested_videos LIMIT 1")[0]
+    summary = {"video_id": video_id, "model_id": model_id, "path": "x.mp4", "score_params": "{}", "fps": 25.0}
+    part = scores.write_part(tmp_path / "part.parquet", summary,
+                             scores.frame_score_table(video_id, model_id, [1.0], [[0.5] * frames], 25.0), [])
+    assert scores.commit_part(home / "catalog.duckdb", part)["video_id"] == video_id
+    assert scores.commit_part(home / "catalog.duckdb", part) is None
+    assert rows(home, "SELECT count(*) FROM frame_scores WHERE video_id = ?", [video_id])[0][0] == frames
+
+
 def test_a_batch_that_dies_is_left_unscored_for_the_next_run(home_copy, monkeypatch):
     """A task that fails as a whole (a lost worker, not a bad file) records nothing, so the re-run does its videos."""
     from tasks import score as score_tasks
