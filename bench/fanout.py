@@ -71,13 +71,14 @@ def timed_score(home: Path, model: str, levels: int, workers: int | None) -> tup
 
 def commit_cost(home: Path, parts: int) -> float:
     """Seconds per video to commit staged parts of one scored video's size (one transaction each)."""
+    import duckdb
     import numpy as np
     import pyarrow.parquet as pq
 
     from storage import scores
 
     catalog_path = paths.catalog_path(home)
-    con = __import__("duckdb").connect(str(catalog_path), read_only=True)
+    con = duckdb.connect(str(catalog_path), read_only=True)
     try:
         video_id, model_id = con.execute("SELECT video_id, model_id FROM video_speediness WHERE status = 'scored' "
                                          "LIMIT 1").fetchone()

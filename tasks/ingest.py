@@ -161,18 +161,19 @@ def _is_retryable(error_kind: str | None) -> bool:
     return error_kind in retryable_kinds() or (error_kind or "").startswith("internal:")
 
 
-def batches(refs: list[VideoRef], workers: int, max_per_batch: int = 16) -> list[list[VideoRef]]:
+def batches(refs: list, workers: int, max_per_batch: int = 16,
+            size: Callable[[object], float] = lambda ref: ref.size_bytes) -> list[list]:
     """Split videos into batches: few enough tasks for Prefect (HAZARDS.md), enough to keep every worker busy.
 
-    Roughly largest first (file size stands in for decode work, cheaply), so that a run is
+    Roughly largest first (``size``; by default file size, which stands in for decode work), so that a run is
     less likely to end with one core decoding a big video it picked up last while the others
     idle. Batches probe and queue concurrently, so the workers see this order per batch.
     """
     if not refs:
         return []
-    refs = sorted(refs, key=lambda ref: ref.size_bytes, reverse=True)
-    size = max(1, min(max_per_batch, len(refs) // (4 * workers)))
-    return [refs[i:i + size] for i in range(0, len(refs), size)]
+    refs = sorted(refs, key=size, reverse=True)
+    per_batch = max(1, min(max_per_batch, len(refs) // (4 * workers)))
+    return [refs[i:i + per_batch] for i in range(0, len(refs), per_batch)]
 
 
 @task(name="ingest-videos", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)

@@ -197,14 +197,11 @@ def plot_name(path: str, video_id: str, model_id: str) -> str:
     return f"{Path(path).stem}-{video_id[:8]}-{model_id[:8]}.png"
 
 
-def video_batches(videos: list, workers: int, max_per_batch: int = 8) -> list[list]:
-    """Split videos into tasks: few enough for Prefect (HAZARDS.md), several per worker so none idles at the end.
+def video_batches(videos: list, workers: int) -> list[list]:
+    """Scoring and embedding tasks: ingest's batching (``tasks.ingest.batches``), longest video first, ≤ 8 per task."""
+    from tasks.ingest import batches
 
-    Longest first (``frame_count``), so a run does not end with one worker on a long video it took last.
-    """
-    videos = sorted(videos, key=lambda video: video.frame_count, reverse=True)
-    size = max(1, min(max_per_batch, len(videos) // (4 * max(1, workers))))
-    return [videos[i:i + size] for i in range(0, len(videos), size)]
+    return batches(videos, workers, max_per_batch=8, size=lambda video: video.frame_count)
 
 
 def score_one(video: VideoToScore, model_ref: ModelRef, config: scoring.ScoreConfig, staging: str,
