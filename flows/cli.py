@@ -119,6 +119,8 @@ def print_ingest_summary(summary: dict) -> None:
 @app.command()
 def train(
     preset: str = typer.Option("cpu", help="cpu (small, 16×64²) or gpu (full S3D-G, 32×224²)."),
+    width: Optional[float] = typer.Option(None, help="Channel multiplier of the backbone (default: the preset's; "
+                                                     "cpu 0.25, gpu 1.0)."),
     steps: int = typer.Option(1200, help="Training steps."),
     batch_size: int = typer.Option(32, help="Items per step (each clip at both speeds)."),
     lr: float = typer.Option(2e-3, help="Peak learning rate (warm-up, then cosine)."),
@@ -145,7 +147,7 @@ def train(
     except (ValueError, FileNotFoundError) as e:
         _cannot("train", e)
     try:
-        result = train_speednet(preset=preset, steps=steps, batch_size=batch_size, lr=lr, init_from=init_from,
+        result = train_speednet(preset=preset, width=width, steps=steps, batch_size=batch_size, lr=lr, init_from=init_from,
                                 procedural_share=procedural_share, domains=domain_list,
                                 curriculum_steps=curriculum_steps, eval_every=eval_every, seed=seed, nproc=nproc,
                                 resume=resume)
@@ -164,6 +166,7 @@ def score_library_command(
     mode: str = typer.Option("sliding", help="sliding (exact) or dense (one pass per stretch, pooled)."),
     budget: bool = typer.Option(False, help="Skip high speeds where a lower one already looked unnatural."),
     plots: bool = typer.Option(False, help="Write a PNG of V(t) and P_i(t) per video."),
+    maps: int = typer.Option(0, help="Spatial speediness maps per video: the windows that look most sped up."),
     retry_failed: bool = typer.Option(False, help="Try videos that failed before again."),
     dask: Optional[str] = typer.Option(None, help="Address of a Dask scheduler to fan out on (default: threads)."),
 ) -> None:
@@ -174,11 +177,73 @@ def score_library_command(
     _need_model("score the library", model)
     flow = score_library.with_options(task_runner=task_runner_from_settings(dask)) if dask else score_library
     summary = flow(model=model, levels=levels, stride=stride, rho=rho, mode=mode, budget=budget, plots=plots,
-                            retry_failed=retry_failed)
+                   maps=maps, retry_failed=retry_failed)
     console.print(f"model {summary['model_id'][:12]}: {summary['scored']} scored, {summary['failed']} failed "
                   f"(see the score_failures view); catalog {summary['catalog']}")
     if summary["unfinished"]:
         console.print(f"{summary['unfinished']} videos were not scored (a worker was lost): run it again to finish them")
+
+
+@app.command("transfer-eval")
+def transfer_eval_command(
+    folder: Path = typer.Argument(..., help="A labelled folder: one subfolder of videos per class."),
+    model: Optional[str] = typer.Option(None, help="model_id (or prefix) or checkpoint file; default: latest registered."),
+    finetune_steps: int = typer.Option(60, help="Steps of the whole-network fine-tune."),
+    clips_per_video: int = typer.Option(4, help="Clips taken from each video."),
+    seed: int = typer.Option(0, help="Seed of the split by video, the probe and the fine-tune."),
+) -> None:
+    """Linear probe and fine-tune of the model's features on labelled videos, against random init (runs transfer-eval)."""
+    from flows.transfer import transfer_eval
+
+    if not folder.is_dir():
+        _cannot("evaluate transfer", FileNotFoundError(f"no folder at {folder}; pass a folder with one subfolder per class"))
+    _need_model("evaluate transfer", model)
+    try:
+        result = transfer_eval(library=str(folder), model=model, finetune_steps=finetune_steps,
+                               clips_per_video=clips_per_video, seed=seed)
+    except (ValueError, FileNotFoundError) as e:
+        _cannot("evaluate transfer", e)
+    table = Table(title=f"{folder.name}: {len(result['classes'])} classes ({', '.join(result['classes'])})")
+    for column in ("init", "method", "clip accuracy", "video accuracy"):
+        table.add_column(column)
+    for row in result["rows"]:
+        table.add_row(row["init"], row["method"], f"{row['clip_accuracy']:.3f}", f"{row['video_accuracy']:.3f}")
+    Console().print(table)
+    console.print(f"rows in transfer_results (run_id {result['run_id']}); catalog {result['catalog']}")
+
+
+@app.command()
+def explain(
+    video: Path = typer.Argument(..., help="A video file; it need not be in the library."),
+    at: float = typer.Option(..., "--at", help="Start of the window, in seconds."),
+    speed: float = typer.Option(1.0, help="Play the window at this speed (2: every second frame)."),
+    model: Optional[str] = typer.Option(None, help="model_id (or prefix) or checkpoint file; default: latest registered."),
+    input_size: int = typer.Option(128, help="Short side fed to the model: larger gives a finer map."),
+) -> None:
+    """Where in the picture one window looks sped up: a heat map of P(sped up) per cell, as PNG strip and MP4."""
+    from speednet.errors import MediaError
+    from speednet.media import content_hash
+    from storage.scores import record_maps
+    from tasks.explain import DISPLAY_PX, explain as explain_window
+    from tasks.score import load_model, open_model_view, resolve_model
+
+    try:
+        if not video.is_file():
+            raise FileNotFoundError(f"no video file at {video}")
+        if speed <= 0 or input_size < 32:
+            raise ValueError(f"--speed must be > 0 and --input-size at least 32; got {speed:g} and {input_size}")
+        ref = resolve_model(str(paths.catalog_path()), model)
+        net = load_model(ref.checkpoint_path)
+        view = open_model_view(str(video), DISPLAY_PX)
+        row = explain_window(str(video.resolve()), content_hash(video), ref.model_id, net, view, at, speed, input_size,
+                             paths.under_data_root(None, "plots", "maps"))
+    except (MediaError, FileNotFoundError, ValueError) as e:
+        _cannot("explain", e)
+    if paths.catalog_path().exists():
+        record_maps(paths.catalog_path(), [row])
+    console.print(f"{video.name} from {at:g} s at {speed:g}x: P(sped up) {row['p_sped_up']:.2f}; hottest cell row "
+                  f"{row['hottest_row'] + 1}/{row['grid_rows']}, column {row['hottest_col'] + 1}/{row['grid_cols']}")
+    console.print(f"strip: {row['png_path']}\noverlay: {row['mp4_path']}", soft_wrap=True)  # whole paths, to copy
 
 
 @app.command()
@@ -257,7 +322,7 @@ def render_speedups_command(
     s_max: float = typer.Option(10.0, help="Fastest speed the curve may reach."),
     video_id: Optional[list[str]] = typer.Option(None, "--video-id", help="Only this video (repeat for more)."),
     where: Optional[str] = typer.Option(None, help="SQL over video_speediness columns, e.g. \"frac_slow_motion > 0.2\"."),
-    output_dir: Optional[Path] = typer.Option(None, help="Where renders go (default: <data home>/renders)."),
+    output_dir: Optional[str] = typer.Option(None, help="Where renders go: a folder or an s3:// URI (default: <data root>/renders)."),
     fps: Optional[float] = typer.Option(None, help="Output frame rate (default: the source's)."),
     side_by_side: bool = typer.Option(False, help="Also write <name>-side-by-side.mp4: adaptive | uniform."),
     audio: bool = typer.Option(False, help="Keep the audio, time-stretched to follow the speed."),
@@ -536,8 +601,8 @@ def demo(synthetic: int = typer.Option(200, help="Synthetic scenes in the sample
     console.print(f"  DuckDB catalog   {paths.catalog_path(home)}   (tables: docs/SCHEMA.md)")
     console.print(f"  Parquet shards   {paths.shards_dir(home)}")
     console.print(f"  training curves  {home / 'runs'}/run-*/curves.png")
-    console.print(f"  renders          {home / 'renders'}   (adaptive | uniform side by side, V(t)/S*(t) plot each)")
-    console.print(f"  vector index     {home / 'index'}   (speednet search --video ID --at SECONDS)")
+    console.print(f"  renders          {paths.under_data_root(home, 'renders')}   (adaptive | uniform side by side, V(t)/S*(t) plot each)")
+    console.print(f"  vector index     {paths.under_data_root(home, 'index')}   (speednet search --video ID --at SECONDS)")
     console.print("  try              speednet sql \"SELECT * FROM slow_motion_segments WHERE duration_s > 2\"")
     console.print(f"                   speednet score {paths.samples_dir(home) / 'real' / 'bikes.mp4'}")
 

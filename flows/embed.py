@@ -42,7 +42,7 @@ def embed_library(
     catalog_path = str(paths.catalog_path(home))
     params = EmbedParams(stride=stride, dtype=dtype)
     model_ref = resolve_model(catalog_path, model)
-    index_dir = str(vector_index.index_dir(home, model_ref.model_id))
+    index_dir = vector_index.index_dir(paths.data_root(home), model_ref.model_id)
     if rebuild:
         drop_model_vectors(catalog_path, model_ref.model_id, index_dir)
     sync_index(catalog_path, model_ref.model_id, index_dir)  # repairs an index a killed run left behind
@@ -52,7 +52,7 @@ def embed_library(
     batches = video_batches(todo, default_workers())
     jobs = embed_videos.map(batches, unmapped(model_ref), unmapped(index_dir), unmapped(params), unmapped(decode_timeout_s))
     results, pending, unfinished = [], [], []
-    manifest = vector_index.read_manifest(Path(index_dir))
+    manifest = vector_index.read_manifest(index_dir)
     with StepProgress(f"embedding {len(todo)} videos", len(todo)) as progress:
         for batch, outcomes in finished_batches(jobs, batches, log, "embedded"):
             progress.advance(len(batch))

@@ -37,7 +37,7 @@ def ingest_library(
     log = get_run_logger()
     home = Path(data_home) if data_home else paths.data_home()
     library = library or str(paths.samples_dir(home))
-    catalog_path, shards_dir = str(paths.catalog_path(home)), str(paths.shards_dir(home))
+    catalog_path, shards_dir = str(paths.catalog_path(home)), paths.shards_dir(home)
     params = IngestParams(short_side_px, clip_frames, clip_stride_frames, frame_encoding)
 
     warm_up()  # decoder processes start while files are hashed

@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from speednet.isolation import warm_up
 from speednet.render import RenderConfig
 from speednet.speedup import SpeedupConfig
-from storage import paths
+from storage import objects, paths
 from tasks.progress import StepProgress
 from tasks.render import RenderSettings, render_video, select_unrendered
 from tasks.score import resolve_model
@@ -45,7 +45,7 @@ def render_speedups(
     """Render every video scored by ``model`` (default: the latest registered) at overall speedup ``rate``.
 
     ``video_ids`` and ``where`` (SQL over video_speediness columns, e.g. ``frac_slow_motion > 0.2``)
-    choose videos; files go to ``output_dir`` (default <data home>/renders); ``side_by_side``
+    choose videos; files go to ``output_dir`` (default <data root>/renders; a path or an ``s3://`` URI); ``side_by_side``
     adds an adaptive | uniform comparison, ``audio`` keeps the sound time-stretched, ``plots``
     writes V(t), S*(t) and the uniform rate as a PNG beside each render.
     """
@@ -55,7 +55,8 @@ def render_speedups(
     settings = RenderSettings(SpeedupConfig(rate=rate, alpha=alpha, beta=beta, s_max=s_max),
                               RenderConfig(fps=fps, blend=blend), side_by_side=side_by_side, audio=audio)
     model_ref = resolve_model(catalog_path, model)
-    out_dir = str(Path(output_dir) if output_dir else home / "renders")
+    out_dir = (output_dir if objects.is_remote(output_dir) else str(Path(output_dir).expanduser().resolve())) \
+        if output_dir else paths.under_data_root(home, "renders")
     todo = select_unrendered(catalog_path, model_ref.model_id, settings.params_hash(), video_ids, where, retry_failed)
     log.info("model %s, rate %gx: %d videos to render", model_ref.model_id[:12], rate, len(todo))
     if todo:

@@ -38,13 +38,16 @@ def score_library(
     ingest_first: bool = False,
     retry_failed: bool = False,
     plots: bool = False,
+    maps: int = 0,
     video_ids: list[str] | None = None,
     decode_timeout_s: float = 300.0,
 ) -> dict:
     """Score every ingested video not yet scored by ``model`` (default: the latest registered).
 
     ``ingest_first`` ingests new files of ``library`` before scoring (the nightly run does);
-    ``plots`` writes a PNG of V(t) and the P_i(t) curves per video under the data folder.
+    ``plots`` writes a PNG of V(t) and the P_i(t) curves per video under the data root;
+    ``maps`` writes that many spatial speediness maps per video (PNG strip and MP4, the windows
+    that look most sped up; rows in `speediness_maps`).
     """
     log = get_run_logger()
     home = Path(data_home) if data_home else paths.data_home()
@@ -58,10 +61,11 @@ def score_library(
     warm_up()
     todo = select_unscored(catalog_path, model_ref.model_id, retry_failed, video_ids)
     log.info("model %s: %d videos to score", model_ref.model_id[:12], len(todo))
-    plot_dir = str(home / "plots" / "speediness") if plots else None
+    plot_dir = paths.under_data_root(home, "plots", "speediness") if plots else None
     batches = video_batches(todo, default_workers())
-    jobs = score_videos.map(batches, unmapped(model_ref), unmapped(config), unmapped(str(paths.staged_scores_dir(home))),
-                            unmapped(plot_dir), unmapped(decode_timeout_s))
+    jobs = score_videos.map(batches, unmapped(model_ref), unmapped(config), unmapped(paths.staged_scores_dir(home)),
+                            unmapped(plot_dir), unmapped(decode_timeout_s), unmapped(maps),
+                            unmapped(paths.under_data_root(home, "plots", "maps")))
     results, unfinished = [], []
     with StepProgress(f"scoring {len(todo)} videos", len(todo)) as progress:
         for batch, outcomes in finished_batches(jobs, batches, log, "scored"):

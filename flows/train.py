@@ -19,6 +19,7 @@ from tasks.trainer import TrainConfig, run_identity
 def train_speednet(
     data_home: str | None = None,
     preset: str = "cpu",
+    width: float | None = None,
     steps: int = 1200,
     batch_size: int = 32,
     lr: float = 2e-3,
@@ -46,13 +47,14 @@ def train_speednet(
     """Train SpeedNet on the ingested library mixed with fresh procedural scenes; resumes a killed run.
 
     ``procedural_share`` of the batches are fresh physics scenes (1.0: no library needed);
+    ``width`` overrides the preset's channel multiplier (more capacity, slower steps);
     ``init_from`` fine-tunes from ``reference`` (the shipped model), a checkpoint file or a
     registered model_id; ``domains`` says which ingested videos train ("real", "synthetic").
     """
     log = get_run_logger()
     home = Path(data_home) if data_home else paths.data_home()
     catalog_path = str(paths.catalog_path(home))
-    config = TrainConfig(preset=preset, steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, seed=seed,
+    config = TrainConfig(preset=preset, width=width, steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, seed=seed,
                          same_batch=same_batch, temporal_aug=temporal_aug, spatial_aug=spatial_aug,
                          loader_workers=loader_workers, checkpoint_every=checkpoint_every,
                          temporal_sampler=temporal_sampler, procedural_share=procedural_share,
@@ -70,7 +72,7 @@ def train_speednet(
         result = train_model(config, split, str(run_dir), resume, nproc)
         metrics = evaluate_model(result["checkpoint"], split, history=result["history"])
     plot = plot_curves(result["history"], metrics, str(run_dir / "curves.png"))
-    model_id = register_model(result["checkpoint"], config, split, metrics, catalog_path, str(home / "models"),
+    model_id = register_model(result["checkpoint"], config, split, metrics, catalog_path, paths.models_dir(home),
                               domains=list(domains))
 
     create_table_artifact([{"domain": d, **m} for d, m in metrics.items()], key="train-metrics",

@@ -23,7 +23,7 @@ from typing import Iterator
 import duckdb
 import pyarrow as pa
 
-SCHEMA_VERSION = 2  # 2: videos.missing_since and the missing_videos view
+SCHEMA_VERSION = 3  # 2: videos.missing_since and the missing_videos view; 3: speediness_maps, transfer_results
 _LOCK_RETRY_S = 30.0
 
 

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from storage import objects
 from storage.shards import decode_frames
 
 
@@ -35,7 +36,7 @@ class ClipSource:
         """
         units = []
         for shard in sorted(self.videos_by_shard):
-            file, ids = pq.ParquetFile(shard), sorted(self.videos_by_shard[shard])
+            file, ids = objects.parquet_file(shard), sorted(self.videos_by_shard[shard])
             column = file.schema_arrow.get_field_index("video_id")
             units += [(shard, group) for group in range(file.metadata.num_row_groups)
                       if _may_hold(file.metadata.row_group(group).column(column).statistics, ids)]
@@ -58,7 +59,7 @@ def split_units(units: list, *, rank: int, world_size: int, worker: int, num_wor
 
 def read_unit(shard: str, group: int, video_ids: frozenset[str]) -> list[np.ndarray]:
     """Frames (N, H, W, 3) uint8 of every selected clip in one row group."""
-    table = pq.ParquetFile(shard).read_row_group(group, columns=["video_id", "height", "width", "encoding", "frames"])
+    table = objects.parquet_file(shard).read_row_group(group, columns=["video_id", "height", "width", "encoding", "frames"])
     clips = []
     for row in table.to_pylist():
         if row["video_id"] in video_ids:

@@ -1,8 +1,9 @@
 """Where speednet keeps its state: one data folder, laid out the same for every flow.
 
 The folder is ``$SPEEDNET_HOME`` or ``<repo>/var``. Everything a run writes lives under
-it, so a project can be backed up or wiped as one directory. The catalog records absolute
-paths (shards, checkpoints, plots, renders), so restore it at the same place; moving it
+it, so a project can be backed up or wiped as one directory, unless ``$SPEEDNET_DATA_ROOT``
+puts the bulky outputs (shards, checkpoints, vectors, plots, renders) on object storage.
+The catalog records absolute paths and URIs, so restore it at the same place; moving it
 is not supported yet.
 """
 
@@ -21,6 +22,19 @@ def data_home() -> Path:
     return Path(os.environ.get("SPEEDNET_HOME") or REPO_ROOT / "var").resolve()
 
 
+def data_root(home: Path | None = None) -> str:
+    """Where bulky outputs go (shards, staged parts, checkpoints, vectors, renders): $SPEEDNET_DATA_ROOT, else the data folder.
+
+    A URI such as ``s3://bucket/prefix`` puts them on object storage, where every worker of
+    a cluster reaches them (``storage.objects``); the catalog and Prefect's state stay in
+    the data folder on the flow's machine.
+    """
+    root = os.environ.get("SPEEDNET_DATA_ROOT", "").strip()
+    if not root:
+        return str(home or data_home())
+    return root.rstrip("/") if "://" in root else str(Path(root).expanduser().resolve())
+
+
 def samples_dir(home: Path | None = None) -> Path:
     return (home or data_home()) / "samples"
 
@@ -29,15 +43,27 @@ def catalog_path(home: Path | None = None) -> Path:
     return (home or data_home()) / "catalog.duckdb"
 
 
-def shards_dir(home: Path | None = None) -> Path:
-    return (home or data_home()) / "shards"
+def shards_dir(home: Path | None = None) -> str:
+    """The Parquet shards of ingested clips, under the data root."""
+    return under_data_root(home, "shards")
 
 
 def staging_dir(home: Path | None = None) -> Path:
-    """Per-video parts waiting to be packed into shards (kept across a killed run, so no re-decode)."""
+    """Per-video parts waiting to be packed into shards (kept across a killed run, so no re-decode); always local."""
     return (home or data_home()) / "shards" / "staging"
 
 
-def staged_scores_dir(home: Path | None = None) -> Path:
-    """Scored videos' parts waiting for score-library's commit (a killed run's are committed by the next)."""
-    return (home or data_home()) / "staging" / "scores"
+def staged_scores_dir(home: Path | None = None) -> str:
+    """Scored videos' parts waiting for score-library's commit (a killed run's are committed by the next), under the data root."""
+    return under_data_root(home, "staging", "scores")
+
+
+def models_dir(home: Path | None = None) -> str:
+    """The model registry's checkpoint files, under the data root."""
+    return under_data_root(home, "models")
+
+
+def under_data_root(home: Path | None, *names: str) -> str:
+    """``data_root(home)/name/…`` for a local root and a URI alike."""
+    root = data_root(home)
+    return "/".join([root, *names]) if "://" in root else str(Path(root).joinpath(*names))

@@ -206,3 +206,42 @@ CREATE TABLE IF NOT EXISTS renders (
     created_at          TIMESTAMP NOT NULL,
     PRIMARY KEY (video_id, model_id, params_hash)
 );
+
+-- Spatial speediness maps (speednet explain, score-library --maps): where in the frame one
+-- window of a video looks sped up. The files hold the per-cell P(sped up) over the frames.
+CREATE TABLE IF NOT EXISTS speediness_maps (
+    video_id            VARCHAR NOT NULL,
+    model_id            VARCHAR NOT NULL,
+    at_s                DOUBLE NOT NULL,     -- the window's start in the video
+    speed               DOUBLE NOT NULL,     -- the window is played at this speed (1: as recorded)
+    input_size          INTEGER NOT NULL,    -- short side fed to the model (the map's resolution)
+    p_sped_up           DOUBLE NOT NULL,     -- the model's answer for the whole window
+    grid_rows           INTEGER NOT NULL,
+    grid_cols           INTEGER NOT NULL,
+    hottest_row         INTEGER NOT NULL,    -- the cell most sure it is sped up (mean over the window's time)
+    hottest_col         INTEGER NOT NULL,
+    png_path            VARCHAR NOT NULL,    -- frames above, heat over them below (a path or URI)
+    mp4_path            VARCHAR NOT NULL,    -- the window with the heat laid over it
+    created_at          TIMESTAMP NOT NULL,
+    PRIMARY KEY (video_id, model_id, at_s, speed, input_size)
+);
+
+-- transfer-eval: what a model's features know about a labelled folder (one subfolder per
+-- class), against the same network at random init. Re-running the same evaluation
+-- replaces its rows.
+CREATE TABLE IF NOT EXISTS transfer_results (
+    run_id              VARCHAR NOT NULL,    -- hash of the folder, its videos, the model and the settings
+    library             VARCHAR NOT NULL,    -- the labelled folder
+    model_id            VARCHAR NOT NULL,    -- the pre-trained model compared
+    init                VARCHAR NOT NULL CHECK (init IN ('pretrained', 'random')),
+    method              VARCHAR NOT NULL CHECK (method IN ('linear_probe', 'fine_tune')),
+    classes             INTEGER NOT NULL,
+    train_videos        INTEGER NOT NULL,
+    test_videos         INTEGER NOT NULL,
+    test_clips          INTEGER NOT NULL,
+    clip_accuracy       DOUBLE NOT NULL,
+    video_accuracy      DOUBLE NOT NULL,     -- a video's clips vote by their mean logits
+    params              VARCHAR NOT NULL,    -- canonical JSON of the settings
+    created_at          TIMESTAMP NOT NULL,
+    PRIMARY KEY (run_id, init, method)
+);

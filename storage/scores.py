@@ -19,10 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from storage import catalog
-from storage.atomic import atomic_write
+from storage import catalog, objects
 
 _SUMMARY_KEY, _SEGMENTS_KEY = b"speednet.summary", b"speednet.segments"
 
@@ -55,10 +53,13 @@ def _delete_video(con, video_id: str, model_id: str) -> None:
 
 
 def write_scored(catalog_path: str | Path, summary_row: dict, frame_rows: pa.Table, segment_rows: list[dict]) -> None:
-    """Replace one (video, model)'s rows in all three score tables, atomically."""
+    """Replace one (video, model)'s rows in all three score tables (and its maps' rows, if any), atomically."""
+    summary_row = dict(summary_row)
+    map_rows = summary_row.pop("maps", [])
     video_id, model_id = summary_row["video_id"], summary_row["model_id"]
     with catalog.writer(catalog_path) as con:
         _delete_video(con, video_id, model_id)
+        upsert_maps(con, map_rows)
         con.register("staged_frame_scores", frame_rows)
         try:
             con.execute("INSERT INTO frame_scores SELECT video_id, model_id, frame, t_seconds, speed, p_natural "
@@ -69,26 +70,35 @@ def write_scored(catalog_path: str | Path, summary_row: dict, frame_rows: pa.Tab
         catalog.insert_rows(con, "video_speediness", [{**summary_row, "status": "scored", "scored_at": catalog.utc_now()}])
 
 
-def part_path(staging: str | Path, video_id: str, model_id: str, score_params: str) -> Path:
-    """Where one (video, model, scoring parameters)'s staged scores wait for the flow's commit."""
+def upsert_maps(con, rows: list[dict]) -> None:
+    """Replace these windows' `speediness_maps` rows (inside the caller's transaction)."""
+    if rows:
+        catalog.upsert(con, "speediness_maps", "(video_id, model_id, at_s, speed, input_size)",
+                       [{**row, "created_at": catalog.utc_now()} for row in rows])
+
+
+def record_maps(catalog_path: str | Path, rows: list[dict]) -> None:
+    """Replace these windows' `speediness_maps` rows, in one transaction."""
+    with catalog.writer(catalog_path) as con:
+        upsert_maps(con, rows)
+
+
+def part_path(staging: str | Path, video_id: str, model_id: str, score_params: str) -> str:
+    """Where one (video, model, scoring parameters)'s staged scores wait for the flow's commit (a path or URI)."""
     params_key = hashlib.sha256(score_params.encode()).hexdigest()[:12]
-    return Path(staging) / f"{video_id}-{model_id[:16]}-{params_key}.parquet"
+    return objects.join(staging, f"{video_id}-{model_id[:16]}-{params_key}.parquet")
 
 
-def write_part(path: str | Path, summary_row: dict, frame_rows: pa.Table, segment_rows: list[dict]) -> Path:
+def write_part(path: str | Path, summary_row: dict, frame_rows: pa.Table, segment_rows: list[dict]) -> str:
     """Stage one video's scores as a Parquet file (frame rows; summary and segments as metadata), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {**(frame_rows.schema.metadata or {}), _SUMMARY_KEY: json.dumps(summary_row),
                 _SEGMENTS_KEY: json.dumps(segment_rows)}
-    with atomic_write(path) as tmp:
-        pq.write_table(frame_rows.replace_schema_metadata(metadata), tmp)
-    return path
+    return objects.write_parquet(path, frame_rows.replace_schema_metadata(metadata))
 
 
 def read_part_summary(path: str | Path) -> dict:
     """The summary row of a staged part, read from its footer alone."""
-    return json.loads(pq.read_schema(path).metadata[_SUMMARY_KEY])
+    return json.loads(objects.read_schema(path).metadata[_SUMMARY_KEY])
 
 
 def commit_part(catalog_path: str | Path, path: str | Path) -> dict | None:
@@ -98,13 +108,13 @@ def commit_part(catalog_path: str | Path, path: str | Path) -> dict | None:
     the same part and committed it first.
     """
     try:
-        table = pq.read_table(path)
+        table = objects.read_table(path)
     except FileNotFoundError:
         return None
     metadata = table.schema.metadata
     summary_row, segment_rows = json.loads(metadata[_SUMMARY_KEY]), json.loads(metadata[_SEGMENTS_KEY])
     write_scored(catalog_path, summary_row, table.replace_schema_metadata(None), segment_rows)
-    Path(path).unlink(missing_ok=True)
+    objects.delete(path)
     return summary_row
 
 

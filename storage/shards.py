@@ -150,7 +150,9 @@ class ShardWriter:
 def iter_clips(path: str | Path, video_ids: Iterable[str] | None = None) -> Iterator[Clip]:
     """Clips of a shard, a row group at a time (bounded memory), optionally only some videos."""
     wanted = set(video_ids) if video_ids is not None else None
-    shard = pq.ParquetFile(path)
+    from storage import objects
+
+    shard = objects.parquet_file(path)
     for group in range(shard.num_row_groups):
         table = shard.read_row_group(group)
         for row in table.to_pylist():
@@ -173,7 +175,7 @@ def clip_from_row(row: dict) -> Clip:
 class PackedShard:
     """A shard written by ``ShardPacker``: where, which videos, how many clips, how big."""
 
-    path: Path
+    path: Path | str  # a URI once published to an object-store data root
     video_ids: tuple[str, ...]
     clip_count: int
     size_bytes: int
@@ -252,8 +254,16 @@ def reading(paths: Iterable[str | Path]) -> Iterator[None]:
     A shard that is already gone was replaced by a re-ingest since the caller read the
     catalog: that is an error naming it, and a fresh read of the catalog is the remedy.
     One file stays open per shard, so the open-file limit is raised to fit when needed.
+    Shards on an object store cannot be locked: they are only checked to exist (docs/SCALE.md).
     """
+    from storage import objects
+
     wanted = sorted({str(p) for p in paths})
+    for path in [p for p in wanted if objects.is_remote(p)]:
+        if not objects.exists(path):
+            raise FileNotFoundError(f"shard {path} is gone: an ingest re-made its videos' clips after this run "
+                                    "read the catalog; start the run again")
+    wanted = [p for p in wanted if not objects.is_remote(p)]
     _allow_open_files(len(wanted) + 256)
     held: list[IO[bytes]] = []
     try:
@@ -274,7 +284,12 @@ def reading(paths: Iterable[str | Path]) -> Iterator[None]:
 
 
 def delete_unless_read(path: str | Path) -> bool:
-    """Delete a shard unless a reader holds it (``reading``); whether it is gone now."""
+    """Delete a shard unless a reader holds it (``reading``); whether it is gone now (object-store shards: always)."""
+    from storage import objects
+
+    if objects.is_remote(path):
+        objects.delete(path)
+        return True
     try:
         file = open(path, "rb")
     except FileNotFoundError:

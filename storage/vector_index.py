@@ -1,6 +1,6 @@
 """Clip vectors on disk: one Parquet part per video (the truth) and a FAISS index per model (derived).
 
-Layout under ``<data home>/index/<model_id>/``::
+Layout under ``<data root>/index/<model_id>/`` (a folder, or a prefix on object storage)::
 
     vectors/<video_id>.parquet   start_frame, start_s, end_s, vector (float32 or float16)
     index.faiss                  loads with plain ``faiss.read_index``; ids = embeddings.vector_id
@@ -27,9 +27,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from storage.atomic import atomic_write
+from storage import objects
 
 INDEX_FILE, MANIFEST_FILE, PARTS_DIR = "index.faiss", "manifest.json", "vectors"
 FLAT_LIMIT = 15_000
@@ -37,23 +36,21 @@ IVF_NPROBE = 16
 IVF_TRAIN_PER_LIST = 64  # FAISS warns below 39 training points per centroid
 
 
-def index_dir(home: str | Path, model_id: str) -> Path:
-    """Where a model's vectors and index live."""
-    return Path(home) / "index" / model_id
+def index_dir(root: str | Path, model_id: str) -> str:
+    """Where a model's vectors and index live, under a data root (``storage.paths.data_root``)."""
+    return objects.join(root, "index", model_id)
 
 
-def part_path(directory: Path, video_id: str) -> Path:
-    return directory / PARTS_DIR / f"{video_id}.parquet"
+def part_path(directory: str | Path, video_id: str) -> str:
+    return objects.join(directory, PARTS_DIR, f"{video_id}.parquet")
 
 
-def write_part(directory: Path, video_id: str, start_frames: np.ndarray, start_s: np.ndarray, end_s: np.ndarray,
-               vectors: np.ndarray, dtype: str = "float32") -> Path:
+def write_part(directory: str | Path, video_id: str, start_frames: np.ndarray, start_s: np.ndarray, end_s: np.ndarray,
+               vectors: np.ndarray, dtype: str = "float32") -> str:
     """One video's window vectors as Parquet, written atomically (float16 halves the size).
 
     ``start_frames`` are source frames; ``start_s``/``end_s`` the window's real-time span.
     """
-    path = part_path(directory, video_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
     vectors = np.asarray(vectors, dtype=np.float16 if dtype == "float16" else np.float32)
     flat = pa.array(vectors.reshape(-1))
     table = pa.table({
@@ -62,14 +59,12 @@ def write_part(directory: Path, video_id: str, start_frames: np.ndarray, start_s
         "end_s": np.asarray(end_s, dtype=np.float64),
         "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]),
     })
-    with atomic_write(path) as tmp:
-        pq.write_table(table, tmp)
-    return path
+    return objects.write_parquet(part_path(directory, video_id), table)
 
 
-def read_part(path: Path) -> tuple[pa.Table, np.ndarray]:
+def read_part(path: str | Path) -> tuple[pa.Table, np.ndarray]:
     """(start_frame/start_s/end_s table, (N, D) float32 vectors) of one video's part."""
-    table = pq.read_table(path)
+    table = objects.read_table(path)
     column = table.column("vector").combine_chunks()
     dim = column.type.list_size
     vectors = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)
@@ -119,36 +114,36 @@ def add_vectors(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray) -> fai
     return index
 
 
-def save_index(directory: Path, index: faiss.Index, model_id: str) -> dict:
+def save_index(directory: str | Path, index: faiss.Index, model_id: str) -> dict:
     """Write index then manifest, each atomically; returns the manifest."""
-    directory.mkdir(parents=True, exist_ok=True)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     old = read_manifest(directory)
     manifest = {"model_id": model_id, "count": int(index.ntotal), "index_type": index_type(index), "dim": int(index.d),
                 "nprobe": IVF_NPROBE if index_type(index) == "ivf" else None,
                 "created_at": (old or {}).get("created_at", now), "updated_at": now}
-    with atomic_write(directory / INDEX_FILE) as tmp:
+    with objects.staging_file(objects.join(directory, INDEX_FILE)) as tmp:
         faiss.write_index(index, str(tmp))
-    with atomic_write(directory / MANIFEST_FILE) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=1))
+    objects.write_bytes(objects.join(directory, MANIFEST_FILE), json.dumps(manifest, indent=1).encode())
     return manifest
 
 
-def read_manifest(directory: Path) -> dict | None:
-    path = directory / MANIFEST_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+def read_manifest(directory: str | Path) -> dict | None:
+    try:
+        return json.loads(objects.read_bytes(objects.join(directory, MANIFEST_FILE)))
+    except FileNotFoundError:
+        return None
 
 
-def load_index(directory: Path, model_id: str) -> tuple[faiss.Index, dict]:
+def load_index(directory: str | Path, model_id: str) -> tuple[faiss.Index, dict]:
     """The saved index of ``model_id`` and its manifest, with clear errors when it is missing or another model's."""
     manifest = read_manifest(directory)
-    if manifest is None or not (directory / INDEX_FILE).exists():
+    if manifest is None or not objects.exists(objects.join(directory, INDEX_FILE)):
         raise FileNotFoundError(f"no vector index for model {model_id} in {directory}; "
                                 f"run the embed-library flow (`speednet embed-library`) first")
     if manifest["model_id"] != model_id:
         raise ValueError(f"the index in {directory} was built by model {manifest['model_id']}, not {model_id}; "
                          f"re-run embed-library for this model")
-    index = faiss.read_index(str(directory / INDEX_FILE))
+    index = faiss.read_index(str(objects.local_copy(objects.join(directory, INDEX_FILE))))
     if index.ntotal != manifest["count"]:
         raise ValueError(f"{directory}: the index holds {index.ntotal} vectors but its manifest says {manifest['count']}; "
                          f"re-run embed-library to rebuild it")

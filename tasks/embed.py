@@ -10,9 +10,7 @@ the index disagreeing with the catalog and rebuilds it from the parts.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from prefect import task
@@ -20,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from speednet.embedding import embed_frames
 from speednet.errors import TooShort
-from storage import catalog, vector_index
+from storage import catalog, objects, vector_index
 from tasks.score import ModelRef, check_unchanged, load_model, open_model_view
 
 
@@ -76,7 +74,7 @@ def embed_video(video: VideoToEmbed, model_ref: ModelRef, index_dir: str, params
                                        f"at {view.timebase.model_fps:g} fps")
         starts, vectors = embed_frames(model, view.read, view.frames, stride=params.stride)
         fps = view.timebase.model_fps  # window times in real time, window starts as source frames
-        vector_index.write_part(Path(index_dir), video.video_id, np.floor(view.timebase.source_position(starts)),
+        vector_index.write_part(index_dir, video.video_id, np.floor(view.timebase.source_position(starts)),
                                 starts / fps, (starts + model.config.clip_frames) / fps, vectors, params.dtype)
         return {"video_id": video.video_id, "path": video.path, "status": "embedded", "windows": len(starts)}
     except Exception as e:  # bad input (or a bug) is recorded; the run goes on
@@ -95,7 +93,7 @@ def embed_videos(batch: list[VideoToEmbed], model_ref: ModelRef, index_dir: str,
 def commit_embeddings(results: list[dict], model_id: str, index_dir: str, catalog_path: str,
                       params: EmbedParams) -> dict | None:
     """Add the new videos' rows in one transaction (ids continue the model's), then bring the index up to date."""
-    directory = Path(index_dir)
+    directory = index_dir
     # ids follow the paths, not the order workers finished in, so a Dask run numbers vectors as a threaded one does
     embedded = sorted((r for r in results if r["status"] == "embedded"), key=lambda r: r["path"])
     with catalog.writer(catalog_path) as con:
@@ -142,7 +140,7 @@ def sync_index(catalog_path: str, model_id: str, index_dir: str) -> dict | None:
 
     Returns the manifest, or None while the model has no vectors at all.
     """
-    directory = Path(index_dir)
+    directory = index_dir
     ids_by_video = _catalog_ids(catalog_path, model_id)
     if not ids_by_video:
         return None
@@ -189,4 +187,4 @@ def drop_model_vectors(catalog_path: str, model_id: str, index_dir: str) -> None
     with catalog.writer(catalog_path) as con:
         con.execute("DELETE FROM embeddings WHERE model_id = ?", [model_id])
         con.execute("DELETE FROM embedded_videos WHERE model_id = ?", [model_id])
-    shutil.rmtree(index_dir, ignore_errors=True)
+    objects.delete_tree(index_dir)

@@ -28,7 +28,7 @@ from prefect.cache_policies import NONE as NO_CACHE
 from speednet.errors import MediaError, VideoNotFound, retryable_kinds
 from speednet.isolation import run_isolated
 from speednet.media import VIDEO_EXTENSIONS, ContainerInfo, content_hash, probe_containers
-from storage import catalog, shards
+from storage import catalog, objects, shards
 from storage.atomic import atomic_write, remove_dead_partials
 from storage.shards import PackedShard, ShardPacker
 from tasks.decode_job import decode_to_part
@@ -300,12 +300,11 @@ def commit_ingest(rows: list[dict], failures: list[Failure], refs: list[VideoRef
     stat_of = {ref.video_id: ref for ref in refs}
     now = catalog.utc_now()
     params_json = catalog.canonical_json(params.as_dict())
-    shard_root = Path(shards_dir)
+    shard_root = shards_dir  # a folder, or a URI under an object-store data root
     with catalog.writer(catalog_path) as con:
         removed = _delete_unlisted_shards(con, shard_root)
         _delete_dead_packing_folders(Path(packing_dir).parent, keep=Path(packing_dir))
         remove_dead_partials(Path(packing_dir).parent)  # of parts a killed run was writing
-        shard_root.mkdir(parents=True, exist_ok=True)
         packed = [_move_into(shard, shard_root) for shard in packed]
         shard_of = {vid: shard for shard in packed for vid in shard.video_ids}
         kept_shard = _shards_kept_through(con, failures)
@@ -334,7 +333,8 @@ def commit_ingest(rows: list[dict], failures: list[Failure], refs: list[VideoRef
         unused = _drop_unused_shards(con)
     # files after the commit, so a failed one loses nothing; a file a reader holds stays, unlisted, for a later run
     removed.update({path: size for path, size in unused.items()  # only this data folder's own files
-                    if Path(path).parent == shard_root and os.path.exists(path) and shards.delete_unless_read(path)})
+                    if objects.join(shard_root, objects.name(path)) == path and objects.exists(path)
+                    and shards.delete_unless_read(path)})
     for row in rows:  # after the commit: until then, the parts are what a re-run resumes from
         Path(row["part_path"]).unlink(missing_ok=True)
         Path(row["part_path"]).with_suffix(".json").unlink(missing_ok=True)
@@ -368,11 +368,9 @@ def _unchanged(refs: list[VideoRef]) -> list[VideoRef]:
     return [ref for ref in refs if same(ref)]
 
 
-def _move_into(shard: PackedShard, shard_root: Path) -> PackedShard:
-    """The same shard, renamed from the run's packing folder into the shards folder."""
-    target = shard_root / shard.path.name
-    os.replace(shard.path, target)
-    return dataclasses.replace(shard, path=target)
+def _move_into(shard: PackedShard, shard_root: str) -> PackedShard:
+    """The same shard, moved from the run's packing folder into the shards folder (renamed, or uploaded)."""
+    return dataclasses.replace(shard, path=objects.publish(shard.path, objects.join(shard_root, Path(shard.path).name)))
 
 
 def _delete_dead_packing_folders(staging: Path, keep: Path) -> None:
@@ -396,21 +394,22 @@ def _delete_dead_packing_folders(staging: Path, keep: Path) -> None:
             pass
 
 
-def _delete_unlisted_shards(con, shard_root: Path) -> dict[str, int]:
+def _delete_unlisted_shards(con, shard_root: str) -> dict[str, int]:
     """Remove shard files no catalog row vouches for, unless being read, and dead writers' temp files.
 
     Such files are left by a run killed between moving its shards in and committing, or
     were unused shards a reader held at an earlier commit. Returns path -> bytes removed.
     """
-    listed = {Path(row[0]).name for row in con.execute("SELECT shard_path FROM shards").fetchall()}
+    listed = {objects.name(row[0]) for row in con.execute("SELECT shard_path FROM shards").fetchall()}
     removed = {}
-    for path in shard_root.glob("[!.]*.parquet"):
-        if path.name not in listed:  # by name: a data folder moved as a whole keeps its shards
+    for path in objects.list_files(shard_root, ".parquet"):
+        if objects.name(path) not in listed:  # by name: a data folder moved as a whole keeps its shards
             with contextlib.suppress(FileNotFoundError):
-                size = path.stat().st_size
+                size = objects.size(path)
                 if shards.delete_unless_read(path):
-                    removed[str(path)] = size
-    remove_dead_partials(shard_root)
+                    removed[path] = size
+    if not objects.is_remote(shard_root):
+        remove_dead_partials(shard_root)
     return removed
 
 

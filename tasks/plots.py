@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from storage.atomic import atomic_write
+from storage import objects
 
 
 def plot_speediness(video, rho: float, path: str | Path) -> str:
@@ -35,13 +35,11 @@ def plot_speediness(video, rho: float, path: str | Path) -> str:
 
 
 def save_figure(fig, path: str | Path) -> str:
-    """Write a matplotlib figure as PNG atomically (a reader never sees half a file) and close it."""
+    """Write a matplotlib figure as PNG atomically (a reader never sees half a file) and close it; a path or URI."""
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with atomic_write(path) as tmp:
+        with objects.staging_file(path) as tmp:
             fig.savefig(tmp, dpi=100, format="png")
     finally:
         plt.close(fig)

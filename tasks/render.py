@@ -9,13 +9,15 @@ the `renders` row is written in one transaction. Anything that goes wrong become
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import duckdb
 import numpy as np
@@ -28,7 +30,7 @@ from speednet.media import content_hash, probe_container
 from speednet.render import (RenderConfig, decode_frames_to_file, frame_transfer_dir, mux_stretched_audio, open_source,
                              plan_frames, render, uniform_plan)
 from speednet.speedup import SpeedupConfig, SpeedupCurve, optimal_speedup
-from storage import catalog
+from storage import catalog, objects
 from storage.atomic import partial_path
 from storage.scores import StoredScores, stored_scores
 from tasks.plots import save_figure
@@ -94,16 +96,17 @@ def output_name(source_path: str, video_id: str, model_id: str, settings: Render
     return name + ".mp4"
 
 
-def _output_path(video: VideoToRender, model_id: str, settings: RenderSettings, catalog_path: str, output_dir: str) -> Path:
-    """Where a video's render goes: its readable name, unless another video's render row already holds it."""
-    path = Path(output_dir) / output_name(video.path, video.video_id, model_id, settings)
+def _output_path(video: VideoToRender, model_id: str, settings: RenderSettings, catalog_path: str, output_dir: str) -> str:
+    """Where a video's render goes (a path or URI): its readable name, unless another video's render row holds it."""
+    path = objects.join(output_dir, output_name(video.path, video.video_id, model_id, settings))
     con = catalog.connect(catalog_path, read_only=True)
     try:
         taken = con.execute("SELECT count(*) FROM renders WHERE output_path = ? AND video_id <> ?",
-                            [str(path), video.video_id]).fetchone()[0]
+                            [path, video.video_id]).fetchone()[0]
     finally:
         con.close()
-    return Path(output_dir) / output_name(video.path, video.video_id, model_id, settings, name_taken=True) if taken else path
+    return objects.join(output_dir, output_name(video.path, video.video_id, model_id, settings, name_taken=True)) \
+        if taken else path
 
 
 def speedup_video(path: str, scores: StoredScores, settings: RenderSettings, out_path: str | Path, *,
@@ -208,7 +211,7 @@ def select_unrendered(catalog_path: str, model_id: str, params_hash: str, video_
         if vid not in done:
             return True
         status, output = done[vid]
-        return retry_failed if status == "failed" else not (output and Path(output).is_file())
+        return retry_failed if status == "failed" else not (output and objects.exists(output))
 
     return [VideoToRender(vid, path) for vid, path in scored.items() if vid in kept and wanted(vid)]
 
@@ -228,8 +231,9 @@ def render_video(video: VideoToRender, model_id: str, settings: RenderSettings, 
             raise VideoNotFound(video.path, "the file is gone since scoring; re-run ingest-library to update the catalog")
         if content_hash(video.path) != video.video_id:
             raise MediaError(video.path, "the file changed since it was scored; re-run ingest-library and score-library")
-        result = speedup_video(video.path, scores, settings, out_path, decode_timeout_s=decode_timeout_s,
-                               plot_path=out_path.with_suffix(".png") if plots else None)
+        with _local_outputs(out_path) as local_out:
+            result = speedup_video(video.path, scores, settings, local_out, decode_timeout_s=decode_timeout_s,
+                                   plot_path=local_out.with_suffix(".png") if plots else None)
     except Exception as e:  # bad input (or a bug) becomes a recorded failure; the run goes on
         row.update(status="failed", error=str(e), output_path=None)
         _record(catalog_path, row)
@@ -239,6 +243,26 @@ def render_video(video: VideoToRender, model_id: str, settings: RenderSettings, 
     _record(catalog_path, row)
     return {**row, "path": video.path, "rho": result.curve.rho, "achieved_rate": result.curve.achieved_rate,
             "frames": result.frames_written, "seconds": result.seconds, "side_by_side_path": result.side_by_side_path}
+
+
+@contextlib.contextmanager
+def _local_outputs(out_path: str) -> Iterator[Path]:
+    """A local path to render ``out_path`` into: itself when local; for an object store, a temp folder whose
+    files (the render, its side-by-side and plot) are uploaded beside ``out_path`` when the block succeeds."""
+    if not objects.is_remote(out_path):
+        yield Path(out_path)
+        return
+    folder = Path(tempfile.mkdtemp(prefix="speednet-render-"))
+    try:
+        local_out = folder / objects.name(out_path)
+        yield local_out
+        target_dir = out_path.rsplit("/", 1)[0]
+        for produced in sorted(folder.glob("[!.]*")):  # the render last, so its row's file appears last
+            if produced != local_out:
+                objects.publish(produced, objects.join(target_dir, produced.name))
+        objects.publish(local_out, out_path)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _record(catalog_path: str, row: dict) -> None:

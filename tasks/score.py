@@ -26,7 +26,7 @@ from speednet.isolation import run_isolated
 from speednet.media import content_hash, probe_container
 from speednet.model import SpeedNet, load_checkpoint
 from speednet.timebase import TimeBase
-from storage import catalog, scores
+from storage import catalog, objects, scores
 from tasks.progress import StepProgress
 from tasks.score_job import decode_range, frame_count
 
@@ -65,6 +65,8 @@ def resolve_model(catalog_path: str, model: str | None = None) -> ModelRef:
     """The model to score with: a model_id (or unique prefix), a checkpoint path, or None for the latest registered."""
     if model and Path(model).is_file():
         return ModelRef(content_hash(model), str(model))
+    if model and objects.is_remote(model):
+        return ModelRef(content_hash(objects.local_copy(model)), model)
     if not Path(catalog_path).exists():
         raise FileNotFoundError(f"no catalog at {catalog_path}: ingest and train first, or pass a checkpoint file")
     con = catalog.connect(catalog_path, read_only=True)
@@ -86,8 +88,9 @@ def resolve_model(catalog_path: str, model: str | None = None) -> ModelRef:
 
 @functools.lru_cache(maxsize=2)
 def load_model(checkpoint_path: str) -> SpeedNet:
-    """The model of a checkpoint, on the GPU when there is one, kept loaded for the next video."""
-    model, _, _ = load_checkpoint(checkpoint_path, "cuda" if torch.cuda.is_available() else "cpu")
+    """The model of a checkpoint (a path, or a URI fetched once into the local cache), on the GPU when there is one,
+    kept loaded for the next video."""
+    model, _, _ = load_checkpoint(objects.local_copy(checkpoint_path), "cuda" if torch.cuda.is_available() else "cpu")
     return model
 
 
@@ -205,17 +208,21 @@ def video_batches(videos: list, workers: int) -> list[list]:
 
 
 def score_one(video: VideoToScore, model_ref: ModelRef, config: scoring.ScoreConfig, staging: str,
-              plot_dir: str | None = None, decode_timeout_s: float = 300.0) -> dict:
+              plot_dir: str | None = None, decode_timeout_s: float = 300.0, maps: int = 0,
+              map_dir: str | None = None) -> dict:
     """Score one video into a staged part (no catalog access); its outcome row, 'scored' (with ``part``) or 'failed'.
 
-    A part staged by an earlier, killed run with the same model and parameters is reused.
+    With ``maps``, that many spatial speediness maps of the windows that look most sped up
+    at 1x are written to ``map_dir`` and their rows travel in the part. A part staged by an
+    earlier, killed run with the same model and parameters is reused.
     """
     params = catalog.canonical_json(dataclasses.asdict(config))
     part = scores.part_path(staging, video.video_id, model_ref.model_id, params)
     head = {"video_id": video.video_id, "model_id": model_ref.model_id, "path": video.path, "score_params": params}
     staged = _staged_summary(part)
-    if staged and (plot_dir is None or (staged.get("plot_path") and Path(staged["plot_path"]).is_file())):
-        return {**staged, "status": "scored", "part": str(part), "seconds": 0.0}
+    if staged and (plot_dir is None or (staged.get("plot_path") and objects.exists(staged["plot_path"]))) \
+            and (not maps or staged.get("maps")):
+        return {**staged, "status": "scored", "part": part, "seconds": 0.0}
     try:
         check_unchanged(video.path, video.video_id)
         model = load_model(model_ref.checkpoint_path)
@@ -223,6 +230,7 @@ def score_one(video: VideoToScore, model_ref: ModelRef, config: scoring.ScoreCon
         with StepProgress(f"scoring {Path(video.path).name}", 0) if long_video else contextlib.nullcontext() as progress:
             result = score_file(video.path, model, config, decode_timeout_s=decode_timeout_s,
                                 on_progress=progress.update if progress else None)
+        map_rows = _maps_of(video, model_ref, model, result, maps, map_dir, decode_timeout_s) if maps else []
     except Exception as e:  # bad input (or a bug) becomes a recorded failure; the run goes on
         return {**head, "status": "failed", "error_kind": getattr(e, "kind", "score_failed"), "error": str(e)}
 
@@ -230,18 +238,31 @@ def score_one(video: VideoToScore, model_ref: ModelRef, config: scoring.ScoreCon
     plot_path = None
     if plot_dir:
         from tasks.plots import plot_speediness
-        plot_path = plot_speediness(result, config.rho, Path(plot_dir) / plot_name(video.path, video.video_id, model_ref.model_id))
+        plot_path = plot_speediness(result, config.rho, objects.join(plot_dir, plot_name(video.path, video.video_id, model_ref.model_id)))
     summary = {**head, "rho": config.rho, "fps": result.fps, **scoring.summary(v, result.fps),
                "windows_run": result.scores.windows_run, "windows_skipped": result.scores.windows_skipped,
-               "seconds": result.seconds, "plot_path": str(plot_path) if plot_path else None}
+               "seconds": result.seconds, "plot_path": str(plot_path) if plot_path else None,
+               **({"maps": map_rows} if maps else {})}
     frame_rows = scores.frame_score_table(video.video_id, model_ref.model_id, result.scores.speeds,
                                           result.scores.p_natural, result.fps)
     segment_rows = list(scoring.segments(v, result.scores.p_natural[0], result.fps))
     scores.write_part(part, summary, frame_rows, segment_rows)
-    return {**summary, "status": "scored", "part": str(part)}
+    return {**summary, "status": "scored", "part": part}
 
 
-def _staged_summary(part: Path) -> dict | None:
+def _maps_of(video: VideoToScore, model_ref: ModelRef, model: SpeedNet, result: VideoScores, count: int,
+             map_dir: str | None, decode_timeout_s: float) -> list[dict]:
+    """Maps of the ``count`` windows of a scored video that look most sped up at 1x; their rows."""
+    from tasks.explain import DEFAULT_MAP_INPUT, DISPLAY_PX, explain, most_sped_up_starts
+
+    view = open_model_view(video.path, DISPLAY_PX, decode_timeout_s)
+    window_s = model.config.clip_frames / view.timebase.model_fps
+    starts = most_sped_up_starts(result.scores.p_natural[0], result.fps, window_s, count)
+    return [explain(video.path, video.video_id, model_ref.model_id, model, view, at_s, 1.0, DEFAULT_MAP_INPUT,
+                    map_dir) for at_s in starts]
+
+
+def _staged_summary(part: str) -> dict | None:
     """The summary of a part staged earlier, or None (none, or another run just committed and deleted it)."""
     try:
         return scores.read_part_summary(part)
@@ -251,9 +272,10 @@ def _staged_summary(part: Path) -> dict | None:
 
 @task(name="score-videos", cache_policy=NO_CACHE)
 def score_videos(batch: list[VideoToScore], model_ref: ModelRef, config: scoring.ScoreConfig, staging: str,
-                 plot_dir: str | None = None, decode_timeout_s: float = 300.0) -> list[dict]:
+                 plot_dir: str | None = None, decode_timeout_s: float = 300.0, maps: int = 0,
+                 map_dir: str | None = None) -> list[dict]:
     """Score a batch of videos on this worker (the model loads once per worker process) into staged parts."""
-    return [score_one(video, model_ref, config, staging, plot_dir, decode_timeout_s) for video in batch]
+    return [score_one(video, model_ref, config, staging, plot_dir, decode_timeout_s, maps, map_dir) for video in batch]
 
 
 def commit_score(outcome: dict, catalog_path: str) -> dict:

@@ -58,12 +58,12 @@ def _video_id_of(con, video: str) -> str:
     return rows[0][0]
 
 
-def _vector_of(directory: Path, video_id: str, row: int) -> np.ndarray:
+def _vector_of(directory: str, video_id: str, row: int) -> np.ndarray:
     _, vectors = vector_index.read_part(vector_index.part_path(directory, video_id))
     return vectors[row]
 
 
-def _query(con, directory: Path, model_id: str, *, video, at_s, clip, vector_id, data_home) -> _Query:
+def _query(con, directory: str, model_id: str, *, video, at_s, clip, vector_id, data_home) -> _Query:
     given = [video is not None, clip is not None, vector_id is not None]
     if sum(given) != 1:
         raise ValueError("give exactly one query: a video with a time (video + at_s), a clip file, or a vector id")
@@ -109,7 +109,7 @@ def search(*, video: str | None = None, at_s: float | None = None, clip: str | P
     home = Path(data_home) if data_home else paths.data_home()
     catalog_path = paths.catalog_path(home)
     model_id = resolve_model(str(catalog_path), model).model_id
-    directory = vector_index.index_dir(home, model_id)
+    directory = vector_index.index_dir(paths.data_root(home), model_id)
     index, _ = vector_index.load_index(directory, model_id)
     con = catalog.connect(catalog_path, read_only=True)
     try:
@@ -122,7 +122,7 @@ def search(*, video: str | None = None, at_s: float | None = None, clip: str | P
         con.close()
 
 
-def _nearest(con, index, directory: Path, model_id: str, query: _Query, k: int, scope: str) -> list[tuple[int, float]]:
+def _nearest(con, index, directory: str, model_id: str, query: _Query, k: int, scope: str) -> list[tuple[int, float]]:
     """(vector_id, similarity) of the best k matches that pass the scope filter, from videos still in their library."""
     if scope == "within":  # one video's windows: exact, straight from its part
         ids = [i for (i,) in con.execute("SELECT vector_id FROM embeddings WHERE model_id = ? AND video_id = ? "

@@ -17,7 +17,7 @@ from prefect.cache_policies import NONE as NO_CACHE
 
 from speednet.media import content_hash
 from speednet.timebase import MODEL_FPS
-from storage import catalog, paths
+from storage import catalog, objects, paths
 from storage.atomic import atomic_write
 from storage.clip_dataset import ClipSource
 from storage.shards import iter_clips
@@ -136,7 +136,7 @@ def resolve_init(init_from: str | None, catalog_path: str) -> str | None:
         finally:
             con.close()
         if len(rows) == 1:
-            return rows[0][0]
+            return str(objects.local_copy(rows[0][0]))  # a registry on object storage: fetched once
     raise FileNotFoundError(f"init_from {init_from!r} is neither 'reference', a checkpoint file, nor one registered "
                             f"model_id; pass one of those")
 
@@ -264,12 +264,11 @@ def register_model(checkpoint: str, config: TrainConfig, split: DataSplit, metri
     from speednet.model import load_checkpoint
 
     model_id = content_hash(checkpoint)
-    target = Path(models_dir) / f"{model_id}.pt"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(target) as tmp:
+    target = objects.join(models_dir, f"{model_id}.pt")  # a path, or a URI under an object-store data root
+    if not objects.exists(target):
+        with objects.staging_file(target) as tmp:
             shutil.copyfile(checkpoint, tmp)
-    _, model_config, _ = load_checkpoint(target)
+    _, model_config, _ = load_checkpoint(checkpoint)
     with catalog.writer(catalog_path) as con:
         catalog.upsert(con, "models", "model_id", [{
             "model_id": model_id, "checkpoint_path": str(target), "preset": config.preset,

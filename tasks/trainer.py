@@ -50,6 +50,7 @@ class TrainConfig:
     """What a training run does; stored in every checkpoint and in the model registry."""
 
     preset: str = "cpu"
+    width: float | None = None  # channel multiplier of the backbone (None: the preset's)
     steps: int = 1200
     batch_size: int = 32  # items per step (same-batch: half as many clips, each at both speeds)
     lr: float = 2e-3
@@ -173,7 +174,7 @@ def train(config: TrainConfig, source: ClipSource, out_dir: str | Path, *, resum
     out_dir = Path(out_dir)
     device = pick_device()
     torch.manual_seed(config.seed)
-    model = build_speednet(preset=config.preset).to(device)
+    model = build_speednet(preset=config.preset, **({"width": config.width} if config.width else {})).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     start_step, history = 0, []
     checkpoint = out_dir / LAST_CHECKPOINT
@@ -265,8 +266,12 @@ FINISHING_FIELDS = ("calibration_scenes",)
 
 
 def run_identity(config: TrainConfig) -> str:
-    """``repr(config)`` without ``FINISHING_FIELDS``: what decides which run folder a training resumes."""
-    kept = [f"{f.name}={getattr(config, f.name)!r}" for f in dataclasses.fields(config) if f.name not in FINISHING_FIELDS]
+    """``repr(config)`` without ``FINISHING_FIELDS``: what decides which run folder a training resumes.
+
+    A ``width`` left at the preset's is left out, so runs from before the setting existed keep their folder.
+    """
+    kept = [f"{f.name}={getattr(config, f.name)!r}" for f in dataclasses.fields(config)
+            if f.name not in FINISHING_FIELDS and not (f.name == "width" and config.width is None)]
     return f"{type(config).__name__}({', '.join(kept)})"
 
 

@@ -44,7 +44,7 @@ def home(tmp_path, monkeypatch, library, pan_model) -> tuple[Path, str]:
 
 def index_contents(home: Path, model_id: str) -> dict[tuple[str, int], np.ndarray]:
     """(video_id, start_frame) -> vector, read back from the saved index file."""
-    index = faiss.read_index(str(vector_index.index_dir(home, model_id) / "index.faiss"))
+    index = faiss.read_index(str(Path(vector_index.index_dir(home, model_id)) / "index.faiss"))
     return {(vid, frame): index.reconstruct(int(i)) for i, vid, frame in
             rows(home, "SELECT vector_id, video_id, start_frame FROM embeddings WHERE model_id = ?", [model_id])}
 
@@ -109,7 +109,7 @@ def test_a_run_killed_between_catalog_and_index_leaves_the_old_index_and_is_repa
         embed_library(stride=8)
     monkeypatch.setattr(vector_index, "save_index", real_save)
 
-    directory = vector_index.index_dir(home, model_id)
+    directory = Path(vector_index.index_dir(home, model_id))
     assert faiss.read_index(str(directory / "index.faiss")).ntotal == before  # the previous index, intact
     in_catalog = rows(home, "SELECT count(*) FROM embeddings")[0][0]
     assert in_catalog > before  # the catalog got ahead of the index
@@ -163,9 +163,9 @@ def test_vanished_files_are_recorded_and_bad_queries_say_what_is_wrong(home, pan
     other = register(home, pan_model.__class__(pan_model.config), "untrained")  # the latest model now
     with pytest.raises(FileNotFoundError, match="embed-library"):
         search(video=pan, at_s=1.0)
-    vector_index.index_dir(home, other).mkdir(parents=True)
-    shutil.copy(vector_index.index_dir(home, model_id) / "index.faiss", vector_index.index_dir(home, other))
-    shutil.copy(vector_index.index_dir(home, model_id) / "manifest.json", vector_index.index_dir(home, other))
+    Path(vector_index.index_dir(home, other)).mkdir(parents=True)
+    shutil.copy(Path(vector_index.index_dir(home, model_id)) / "index.faiss", Path(vector_index.index_dir(home, other)))
+    shutil.copy(Path(vector_index.index_dir(home, model_id)) / "manifest.json", Path(vector_index.index_dir(home, other)))
     with pytest.raises(ValueError, match="built by model"):
         search(video=pan, at_s=1.0)
 
