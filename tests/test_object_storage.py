@@ -11,11 +11,10 @@ import secrets
 import numpy as np
 import pyarrow as pa
 import pytest
+from moto import server as moto_server
 
 from _catalog import rows
 from storage import objects
-
-moto_server = pytest.importorskip("moto.server")
 
 BUCKET = "speednet-test"
 SMALL = dict(short_side_px=64, clip_frames=16)
