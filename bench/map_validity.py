@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from speednet.maps import cell_of, speediness_map, stretched, strip  # noqa: E402
-from speednet.model import build_speednet, load_checkpoint  # noqa: E402
+from speednet.model import load_checkpoint, random_init_like  # noqa: E402
 from speednet.synthetic.library import object_tracks_px, render_frames  # noqa: E402
 from speednet.synthetic.scenes import sample_scene  # noqa: E402
 
@@ -74,8 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     trained, _, _ = load_checkpoint(args.checkpoint)
-    random_init = build_speednet(**{k: getattr(trained.config, k) for k in ("width", "clip_frames", "input_size",
-                                                                            "stem_temporal_stride")})
+    random_init = random_init_like(trained)
     T = trained.config.clip_frames
     print(f"{args.scenes} scenes of seed {MAP_SEED}, 2x windows of {T} frames, fastest object ≥ {args.min_px} px/frame")
     print("| short side | map cells | windows | trained: on track | near (±1 cell) | random init: on | near "

@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from speednet.embedding import embed_clips, l2_normalize  # noqa: E402
-from speednet.model import build_speednet, load_checkpoint  # noqa: E402
+from speednet.model import load_checkpoint, random_init_like  # noqa: E402
 from speednet.optical_flow import dense_flow, to_gray  # noqa: E402
 from speednet.synthetic.library import render_frames  # noqa: E402
 from speednet.synthetic.scenes import SCENE_TYPES, sample_scene  # noqa: E402
@@ -74,8 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     trained, _, _ = load_checkpoint(args.checkpoint)
-    random_init = build_speednet(**{k: getattr(trained.config, k) for k in ("width", "clip_frames", "input_size",
-                                                                            "stem_temporal_stride")})
+    random_init = random_init_like(trained)
     T = trained.config.clip_frames
     started = time.perf_counter()
     windows, videos, labels = [], [], []

@@ -252,6 +252,11 @@ def build_speednet(*, preset: str = "cpu", **overrides: Any) -> SpeedNet:
     return SpeedNet(dataclasses.replace(PRESETS[preset], **overrides))
 
 
+def random_init_like(model: SpeedNet) -> SpeedNet:
+    """The same architecture and settings as ``model`` with fresh weights: the "random init" every gain is measured against."""
+    return SpeedNet(dataclasses.replace(model.config))
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of learned parameters (BatchNorm running statistics are buffers, not counted)."""
     return sum(p.numel() for p in model.parameters())

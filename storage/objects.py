@@ -15,6 +15,7 @@ or writes locally and publishes (``publish``).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -175,7 +176,14 @@ def publish(local_file: str | Path, location: str | Path) -> str:
     if not is_remote(location):
         if Path(local_file).resolve() != Path(location).resolve():
             Path(location).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(local_file, location)
+            try:
+                os.replace(local_file, location)
+            except OSError as e:  # another filesystem (a data root on a mounted share): copy beside, then rename
+                if e.errno != errno.EXDEV:
+                    raise
+                with atomic_write(location) as tmp:
+                    shutil.copyfile(local_file, tmp)
+                Path(local_file).unlink()
         return str(location)
     filesystem, path = resolve(location)
     pafs.copy_files(str(Path(local_file).resolve()), path, source_filesystem=pafs.LocalFileSystem(),

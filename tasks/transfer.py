@@ -16,7 +16,7 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from speednet.model import build_speednet
+from speednet.model import random_init_like
 from speednet.sampling import resize_short_side
 from speednet.transfer import Labelled, fine_tune, linear_probe
 from storage import catalog
@@ -123,8 +123,7 @@ def evaluate_transfer(pretrained, train: Labelled, test: Labelled, classes: list
     import torch
 
     torch.manual_seed(params.seed)
-    random_init = build_speednet(**{f.name: getattr(pretrained.config, f.name)
-                                    for f in dataclasses.fields(pretrained.config)})
+    random_init = random_init_like(pretrained)
     rows = []
     for init, model in (("pretrained", pretrained), ("random", random_init)):
         probe = linear_probe(model, train, test, classes=len(classes), steps=params.probe_steps, seed=params.seed)

@@ -210,3 +210,28 @@ def test_an_ivf_index_saves_loads_with_its_nprobe_and_finds_what_exact_search_fi
     assert np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)]) >= 0.95
     with pytest.raises(ValueError, match="built by model"):
         vector_index.load_index(tmp_path, "model-y")
+
+
+def test_a_batch_that_dies_is_left_unembedded_for_the_next_run(home, monkeypatch):
+    """A task that fails as a whole (a lost worker, not a bad file) records nothing, so the re-run embeds its videos."""
+    from tasks import embed as embed_tasks
+
+    home, _ = home
+    real_embed_video = embed_tasks.embed_video
+
+    def dies_on_pattern(video, *args, **kwargs):
+        if video.path.endswith("pattern.mp4"):
+            raise RuntimeError("worker lost (simulated)")
+        return real_embed_video(video, *args, **kwargs)
+
+    monkeypatch.setattr(embed_tasks, "embed_video", dies_on_pattern)
+    first = embed_library(stride=8)
+    assert (first["embedded"] + first["unfinished"], first["failed"]) == (2, 0) and first["unfinished"] >= 1
+    assert rows(home, "SELECT count(*) FROM embedded_videos e JOIN videos v USING (video_id) "
+                      "WHERE v.path LIKE '%pattern.mp4'")[0][0] == 0
+    monkeypatch.setattr(embed_tasks, "embed_video", real_embed_video)
+    assert embed_library(stride=8)["embedded"] == first["unfinished"]
+    vectors = rows(home, "SELECT count(*), count(DISTINCT vector_id) FROM embeddings")[0]
+    index = faiss.read_index(str(Path(vector_index.index_dir(home, rows(home, "SELECT model_id FROM models")[0][0]))
+                                 / "index.faiss"))
+    assert vectors[0] == vectors[1] == index.ntotal > 0, "every vector once, in the catalog and the index alike"
