@@ -44,9 +44,9 @@ def scored_home(tmp_path_factory, pan_model) -> tuple[Path, Path, str]:
 
 
 
-def test_every_video_gets_frame_rows_a_summary_and_segments_and_the_views_answer(home_copy):
+def test_every_video_gets_frame_rows_a_summary_segments_and_maps_and_the_views_answer(home_copy):
     home, library, model_id = home_copy
-    summary = score_library(levels=LEVELS, plots=True)
+    summary = score_library(levels=LEVELS, plots=True, maps=2)
 
     assert summary == {**summary, "model_id": model_id, "scored": 4, "failed": 0}
     frames = dict(rows(home, "SELECT path, frame_count FROM ingested_videos"))
@@ -72,22 +72,17 @@ def test_every_video_gets_frame_rows_a_summary_and_segments_and_the_views_answer
     plots = sorted((home / "plots" / "speediness").glob("*.png"))
     assert len(plots) == 4 and all(p.stat().st_size > 10_000 for p in plots)
     assert sorted(p.name.split("-")[0] for p in plots) == ["half2x", "natural", "pattern", "slowmo"]  # named after sources
-
-
-def test_maps_show_the_windows_that_look_most_sped_up(home_copy):
-    home, _, model_id = home_copy
-    assert score_library(levels=LEVELS, maps=2, video_ids=None)["scored"] == 4
     maps = rows(home, "SELECT v.path, m.at_s, m.speed, m.p_sped_up, m.png_path, m.mp4_path FROM speediness_maps m "
                       "JOIN videos v USING (video_id) WHERE m.model_id = ? ORDER BY v.path, m.at_s", [model_id])
-    by_name: dict[str, list] = {}
+    windows: dict[str, list] = {}
     for path, at_s, speed, p, png, mp4 in maps:
-        by_name.setdefault(Path(path).name, []).append((at_s, p))
+        windows.setdefault(Path(path).name, []).append((at_s, p))
         assert speed == 1.0 and Path(png).stat().st_size > 1000 and Path(mp4).stat().st_size > 1000
-    assert sorted(by_name) == ["half2x.mp4", "natural.mp4", "pattern.mp4", "slowmo.mp4"]
-    assert all(len(windows) == 2 for windows in by_name.values())
-    # half2x.mp4 pans at 2x from frame 60 (2.4 s): its most sped-up windows lie there, and look sped up
-    assert all(at_s >= 2.4 - 0.2 and p > 0.5 for at_s, p in by_name["half2x.mp4"]), by_name["half2x.mp4"]
-    assert min(p for _, p in by_name["half2x.mp4"]) > max(p for _, p in by_name["slowmo.mp4"])
+    assert sorted(windows) == ["half2x.mp4", "natural.mp4", "pattern.mp4", "slowmo.mp4"]
+    assert all(len(found) == 2 for found in windows.values())
+    # half2x.mp4 pans at 2x from frame 60 (2.4 s): the maps show its most sped-up windows there
+    assert all(at_s >= 2.4 - 0.2 and p > 0.5 for at_s, p in windows["half2x.mp4"]), windows["half2x.mp4"]
+    assert min(p for _, p in windows["half2x.mp4"]) > max(p for _, p in windows["slowmo.mp4"])
 
 
 def test_a_rerun_scores_nothing_and_a_new_model_scores_beside_the_old_rows(home_copy):
