@@ -221,7 +221,7 @@ def score_one(video: VideoToScore, model_ref: ModelRef, config: scoring.ScoreCon
     head = {"video_id": video.video_id, "model_id": model_ref.model_id, "path": video.path, "score_params": params}
     staged = _staged_summary(part)
     if staged and (plot_dir is None or (staged.get("plot_path") and objects.exists(staged["plot_path"]))) \
-            and (not maps or staged.get("maps")):
+            and (not maps or "maps" in staged):
         return {**staged, "status": "scored", "part": part, "seconds": 0.0}
     try:
         check_unchanged(video.path, video.video_id)
