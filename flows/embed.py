@@ -17,7 +17,7 @@ from typing import Literal
 from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.runners import finished_batches, task_runner_from_settings
+from flows.runners import finished_batches, task_runner_from_settings, tasks_run_here
 from speednet.isolation import default_workers, warm_up
 from storage import paths, vector_index
 from tasks.embed import EmbedParams, commit_embeddings, drop_model_vectors, embed_videos, select_unembedded, sync_index
@@ -48,7 +48,8 @@ def embed_library(
     sync_index(catalog_path, model_ref.model_id, index_dir)  # repairs an index a killed run left behind
     todo = select_unembedded(catalog_path, model_ref.model_id, params, retry_failed)
     log.info("model %s: %d videos to embed", model_ref.model_id[:12], len(todo))
-    warm_up()
+    if tasks_run_here():
+        warm_up()  # decoder processes start while the catalog is read
     batches = video_batches(todo, default_workers())
     jobs = embed_videos.map(batches, unmapped(model_ref), unmapped(index_dir), unmapped(params), unmapped(decode_timeout_s))
     results, pending, unfinished = [], [], []

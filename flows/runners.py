@@ -33,6 +33,17 @@ def task_runner_from_settings(dask_address: str | None = None, threads: int | No
     return ThreadPoolTaskRunner(max_workers=workers)
 
 
+def tasks_run_here() -> bool:
+    """Whether the running flow's tasks run in its own process (threads), so its decode pool is worth starting.
+
+    On a Dask cluster the workers decode; the flow's own pool would only sit idle.
+    """
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    return context is None or isinstance(context.task_runner, ThreadPoolTaskRunner)
+
+
 def finished_batches(jobs: list[PrefectFuture], batches: list[list], log: logging.Logger | logging.LoggerAdapter,
                      doing: str) -> Iterator[tuple[list, list | None]]:
     """(batch, its outcomes) as each mapped batch task ends; outcomes are None when the task failed as a whole.

@@ -17,7 +17,7 @@ from typing import Literal
 from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.runners import finished_batches, task_runner_from_settings
+from flows.runners import finished_batches, task_runner_from_settings, tasks_run_here
 from speednet.isolation import default_workers, warm_up
 from speednet.scoring import ScoreConfig
 from storage import paths
@@ -58,7 +58,8 @@ def score_library(
 
         ingest_library(library=library, data_home=str(home))
     model_ref = resolve_model(catalog_path, model)
-    warm_up()
+    if tasks_run_here():
+        warm_up()  # decoder processes start while the catalog is read
     todo = select_unscored(catalog_path, model_ref.model_id, retry_failed, video_ids)
     log.info("model %s: %d videos to score", model_ref.model_id[:12], len(todo))
     plot_dir = paths.under_data_root(home, "plots", "speediness") if plots else None
