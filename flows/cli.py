@@ -119,7 +119,7 @@ def print_ingest_summary(summary: dict) -> None:
 @app.command()
 def train(
     preset: str = typer.Option("cpu", help="cpu (small, 16×64²) or gpu (full S3D-G, 32×224²)."),
-    width: Optional[float] = typer.Option(None, help="Channel multiplier of the backbone (default: the preset's; "
+    width: Optional[float] = typer.Option(None, min=0.01, help="Channel multiplier of the backbone (default: the preset's; "
                                                      "cpu 0.25, gpu 1.0)."),
     steps: int = typer.Option(1200, help="Training steps."),
     batch_size: int = typer.Option(32, help="Items per step (each clip at both speeds)."),
@@ -166,7 +166,7 @@ def score_library_command(
     mode: str = typer.Option("sliding", help="sliding (exact) or dense (one pass per stretch, pooled)."),
     budget: bool = typer.Option(False, help="Skip high speeds where a lower one already looked unnatural."),
     plots: bool = typer.Option(False, help="Write a PNG of V(t) and P_i(t) per video."),
-    maps: int = typer.Option(0, help="Spatial speediness maps per video: the windows that look most sped up."),
+    maps: int = typer.Option(0, min=0, help="Spatial speediness maps per video: the windows that look most sped up."),
     retry_failed: bool = typer.Option(False, help="Try videos that failed before again."),
     dask: Optional[str] = typer.Option(None, help="Address of a Dask scheduler to fan out on (default: threads)."),
 ) -> None:
@@ -195,8 +195,11 @@ def transfer_eval_command(
     """Linear probe and fine-tune of the model's features on labelled videos, against random init (runs transfer-eval)."""
     from flows.transfer import transfer_eval
 
-    if not folder.is_dir():
-        _cannot("evaluate transfer", FileNotFoundError(f"no folder at {folder}; pass a folder with one subfolder per class"))
+    classes = [d.name for d in sorted(folder.iterdir()) if d.is_dir() and any(f.is_file() for f in d.rglob("*"))] \
+        if folder.is_dir() else []
+    if len(classes) < 2:
+        _cannot("evaluate transfer", ValueError(f"{folder} has {len(classes)} subfolder(s) with files; pass a folder "
+                                                "with one subfolder of videos per class, at least two"))
     _need_model("evaluate transfer", model)
     try:
         result = transfer_eval(library=str(folder), model=model, finetune_steps=finetune_steps,
@@ -237,10 +240,10 @@ def explain(
         view = open_model_view(str(video), DISPLAY_PX)
         row = explain_window(str(video.resolve()), content_hash(video), ref.model_id, net, view, at, speed, input_size,
                              paths.under_data_root(None, "plots", "maps"))
-    except (MediaError, FileNotFoundError, ValueError) as e:
+        if paths.catalog_path().exists():
+            record_maps(paths.catalog_path(), [row])
+    except (MediaError, OSError, ValueError, RuntimeError) as e:  # bad input, storage, ffmpeg, a busy catalog
         _cannot("explain", e)
-    if paths.catalog_path().exists():
-        record_maps(paths.catalog_path(), [row])
     console.print(f"{video.name} from {at:g} s at {speed:g}x: P(sped up) {row['p_sped_up']:.2f}; hottest cell row "
                   f"{row['hottest_row'] + 1}/{row['grid_rows']}, column {row['hottest_col'] + 1}/{row['grid_cols']}")
     console.print(f"strip: {row['png_path']}\noverlay: {row['mp4_path']}", soft_wrap=True)  # whole paths, to copy

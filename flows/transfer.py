@@ -32,7 +32,11 @@ def transfer_eval(
     seed: int = 0,
 ) -> dict:
     """Linear probe and fine-tune on ``library`` (``<class>/…`` subfolders) with ``model`` (default: the latest
-    registered) and at random init; returns the rows written to `transfer_results`."""
+    registered) and at random init; returns the rows written to `transfer_results`.
+
+    The folder is ingested with ingest's default clip parameters (videos ingested before with
+    others are re-ingested); a library ingested otherwise is best evaluated in its own data folder.
+    """
     from flows.ingest import ingest_library
 
     log = get_run_logger()
@@ -42,7 +46,9 @@ def transfer_eval(
     model_ref = resolve_model(catalog_path, model)
     network = load_model(model_ref.checkpoint_path)
     clip_frames, size = network.config.clip_frames, network.config.input_size
-    ingest_library(library=library, data_home=str(home))  # ingest's defaults: no re-ingest of videos a library shares
+    # ingest's defaults, as `speednet ingest` uses: a video ingested before with other clip parameters is re-ingested
+    # with these, so a library ingested otherwise is best evaluated in a data folder of its own (SPEEDNET_HOME)
+    ingest_library(library=library, data_home=str(home))
 
     videos = labelled_videos(catalog_path, library)
     classes = sorted({v.label for v in videos})

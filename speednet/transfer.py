@@ -42,9 +42,9 @@ def linear_probe(model: SpeedNet, train: Labelled, test: Labelled, *, classes: i
                  steps: int = 300, seed: int = 0) -> tuple[float, float]:
     """Logistic regression on the frozen clip embeddings (``SpeedNet.embed``); (clip, video) accuracy on ``test``."""
     torch.manual_seed(seed)
-    x_train = torch.from_numpy(embed_clips(model, train.clips))
-    x_test = torch.from_numpy(embed_clips(model, test.clips))
-    mean, std = x_train.mean(0), x_train.std(0) + 1e-6  # standardised, as a probe on any fixed feature should be
+    x_train, x_test = _embedded(model, train.clips), _embedded(model, test.clips)
+    # standardised on the training clips; a unit constant there (a dead one) is not blown up on the test clips
+    mean, std = x_train.mean(0), x_train.std(0).clamp_min(1e-3)
     x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
     probe = torch.nn.Linear(x_train.shape[1], classes)
     optimizer = torch.optim.LBFGS(probe.parameters(), lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
@@ -59,6 +59,12 @@ def linear_probe(model: SpeedNet, train: Labelled, test: Labelled, *, classes: i
     optimizer.step(closure)
     with torch.no_grad():
         return accuracies(probe(x_test).numpy(), test)
+
+
+def _embedded(model: SpeedNet, clips: np.ndarray, batch_size: int = 32) -> torch.Tensor:
+    """Clip embeddings on the CPU, computed a batch at a time (a folder's clips need not fit on the device)."""
+    return torch.from_numpy(np.concatenate([embed_clips(model, clips[i:i + batch_size])
+                                            for i in range(0, len(clips), batch_size)]))
 
 
 class _Classifier(torch.nn.Module):

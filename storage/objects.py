@@ -62,12 +62,13 @@ def _filesystem_of(uri: str) -> tuple[pafs.FileSystem, str]:
     return filesystem, uri.split("://", 1)[1]
 
 
-_filesystems: dict[tuple[str, str], pafs.FileSystem] = {}
+_filesystems: dict[tuple[str, str, int], pafs.FileSystem] = {}
 
 
 def _cached_filesystem(root: str, endpoint: str) -> pafs.FileSystem:
-    """One filesystem object per (scheme://bucket, endpoint): Arrow's S3 client is costly to build."""
-    key = (root, endpoint)
+    """One filesystem object per (scheme://bucket, endpoint) and process: Arrow's S3 client is costly to build,
+    and a forked child (a DataLoader worker) must not reuse its parent's."""
+    key = (root, endpoint, os.getpid())
     if key not in _filesystems:
         _filesystems[key] = pafs.FileSystem.from_uri(root)[0]
     return _filesystems[key]
@@ -192,6 +193,31 @@ def publish(local_file: str | Path, location: str | Path) -> str:
     return str(location)
 
 
+def move(source: str | Path, target: str | Path) -> str:
+    """Move a file to ``target``: ``publish`` for a local source; a server-side move within one object store."""
+    if not is_remote(source):
+        return publish(source, target)
+    filesystem, source_path = resolve(source)
+    target_filesystem, target_path = resolve(target)
+    if target_filesystem is not filesystem:
+        raise ValueError(f"cannot move {source} to {target}: another store")
+    filesystem.move(source_path, target_path)
+    return str(target)
+
+
+def delete_older_than(location: str | Path, seconds: float) -> int:
+    """Delete the files anywhere under a folder (prefix) last written more than ``seconds`` ago; how many."""
+    import time
+
+    filesystem, prefix = resolve(location)
+    infos = filesystem.get_file_info(pafs.FileSelector(prefix, recursive=True, allow_not_found=True))
+    stale = [info.path for info in infos
+             if info.type == pafs.FileType.File and time.time() - info.mtime_ns / 1e9 > seconds]
+    for path in stale:
+        filesystem.delete_file(path)
+    return len(stale)
+
+
 @contextmanager
 def staging_file(location: str | Path) -> Iterator[Path]:
     """A local path to write the file for ``location`` into; on success it is published there, on error removed.
@@ -213,12 +239,13 @@ def staging_file(location: str | Path) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def local_copy(location: str | Path, cache_dir: str | Path | None = None) -> Path:
+def local_copy(location: str | Path, cache_dir: str | Path | None = None, version: str | None = None) -> Path:
     """A local file with the content of ``location``: the path itself when local, else a cached download.
 
     Downloads go to ``cache_dir`` (default ``$SPEEDNET_CACHE`` or ``~/.cache/speednet``) under
-    a name derived from the URI, the object's size and its modification time, so a replaced
-    object is fetched again.
+    a name derived from the URI, the object's size and modification time and ``version``
+    (a token the writer changed, for files whose size can repeat within a second), so a
+    replaced object is fetched again; the previous copy of the same URI is deleted then.
     """
     if not is_remote(location):
         return Path(location)
@@ -227,10 +254,13 @@ def local_copy(location: str | Path, cache_dir: str | Path | None = None) -> Pat
     info = filesystem.get_file_info(path)
     if info.type != pafs.FileType.File:
         raise FileNotFoundError(str(location))
-    key = hashlib.blake2b(f"{location}|{info.size}|{info.mtime_ns}".encode(), digest_size=8).hexdigest()
-    target = cache / f"{key}-{name(location)}"
+    uri_key = hashlib.blake2b(str(location).encode(), digest_size=6).hexdigest()
+    stamp = hashlib.blake2b(f"{info.size}|{info.mtime_ns}|{version}".encode(), digest_size=6).hexdigest()
+    target = cache / f"{uri_key}-{stamp}-{name(location)}"
     if not target.exists():
         cache.mkdir(parents=True, exist_ok=True)
+        for older in cache.glob(f"{uri_key}-*-{name(location)}"):
+            older.unlink(missing_ok=True)
         tmp = partial_path(target)
         try:
             pafs.copy_files(path, str(tmp), source_filesystem=filesystem, destination_filesystem=pafs.LocalFileSystem())

@@ -27,9 +27,12 @@ def data_root(home: Path | None = None) -> str:
 
     A URI such as ``s3://bucket/prefix`` puts them on object storage, where every worker of
     a cluster reaches them (``storage.objects``); the catalog and Prefect's state stay in
-    the data folder on the flow's machine.
+    the data folder on the flow's machine. One data root serves one catalog: ingest deletes
+    the shards its catalog does not list, so two data folders must not share a root.
     """
     root = os.environ.get("SPEEDNET_DATA_ROOT", "").strip()
+    if root.startswith("file://"):
+        root = root[len("file://"):]
     if not root:
         return str(home or data_home())
     return root.rstrip("/") if "://" in root else str(Path(root).expanduser().resolve())

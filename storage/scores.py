@@ -55,11 +55,14 @@ def _delete_video(con, video_id: str, model_id: str) -> None:
 def write_scored(catalog_path: str | Path, summary_row: dict, frame_rows: pa.Table, segment_rows: list[dict]) -> None:
     """Replace one (video, model)'s rows in all three score tables (and its maps' rows, if any), atomically."""
     summary_row = dict(summary_row)
-    map_rows = summary_row.pop("maps", [])
+    map_rows = summary_row.pop("maps", None)
+    summary_row.pop("maps_asked", None)
     video_id, model_id = summary_row["video_id"], summary_row["model_id"]
     with catalog.writer(catalog_path) as con:
         _delete_video(con, video_id, model_id)
-        upsert_maps(con, map_rows)
+        if map_rows is not None:  # scored with maps: they replace the ones an earlier scoring made
+            con.execute("DELETE FROM speediness_maps WHERE video_id = ? AND model_id = ?", [video_id, model_id])
+            upsert_maps(con, map_rows)
         con.register("staged_frame_scores", frame_rows)
         try:
             con.execute("INSERT INTO frame_scores SELECT video_id, model_id, frame, t_seconds, speed, p_natural "

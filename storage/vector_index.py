@@ -4,7 +4,7 @@ Layout under ``<data root>/index/<model_id>/`` (a folder, or a prefix on object 
 
     vectors/<video_id>.parquet   start_frame, start_s, end_s, vector (float32 or float16)
     index.faiss                  loads with plain ``faiss.read_index``; ids = embeddings.vector_id
-    manifest.json                model_id, count, index_type, dim, nprobe, created_at, updated_at
+    manifest.json                model_id, count, index_type, dim, nprobe, version, created_at, updated_at
 
 The index is replaced atomically (temp file + rename), so a killed run leaves the previous
 one intact. Because the parts hold every vector, an index that disagrees with the
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -120,6 +121,7 @@ def save_index(directory: str | Path, index: faiss.Index, model_id: str) -> dict
     old = read_manifest(directory)
     manifest = {"model_id": model_id, "count": int(index.ntotal), "index_type": index_type(index), "dim": int(index.d),
                 "nprobe": IVF_NPROBE if index_type(index) == "ivf" else None,
+                "version": secrets.token_hex(8),  # names this save (a cached copy of an older one is not reused)
                 "created_at": (old or {}).get("created_at", now), "updated_at": now}
     with objects.staging_file(objects.join(directory, INDEX_FILE)) as tmp:
         faiss.write_index(index, str(tmp))
@@ -143,7 +145,8 @@ def load_index(directory: str | Path, model_id: str) -> tuple[faiss.Index, dict]
     if manifest["model_id"] != model_id:
         raise ValueError(f"the index in {directory} was built by model {manifest['model_id']}, not {model_id}; "
                          f"re-run embed-library for this model")
-    index = faiss.read_index(str(objects.local_copy(objects.join(directory, INDEX_FILE))))
+    local = objects.local_copy(objects.join(directory, INDEX_FILE), version=manifest.get("version"))
+    index = faiss.read_index(str(local))
     if index.ntotal != manifest["count"]:
         raise ValueError(f"{directory}: the index holds {index.ntotal} vectors but its manifest says {manifest['count']}; "
                          f"re-run embed-library to rebuild it")

@@ -301,6 +301,8 @@ def commit_ingest(rows: list[dict], failures: list[Failure], refs: list[VideoRef
     now = catalog.utc_now()
     params_json = catalog.canonical_json(params.as_dict())
     shard_root = shards_dir  # a folder, or a URI under an object-store data root
+    if objects.is_remote(shard_root):  # upload before taking the catalog's lock; a server-side move under it
+        packed = [_upload_incoming(shard, shard_root, Path(packing_dir).name) for shard in packed]
     with catalog.writer(catalog_path) as con:
         removed = _delete_unlisted_shards(con, shard_root)
         _delete_dead_packing_folders(Path(packing_dir).parent, keep=Path(packing_dir))
@@ -369,8 +371,18 @@ def _unchanged(refs: list[VideoRef]) -> list[VideoRef]:
 
 
 def _move_into(shard: PackedShard, shard_root: str) -> PackedShard:
-    """The same shard, moved from the run's packing folder into the shards folder (renamed, or uploaded)."""
-    return dataclasses.replace(shard, path=objects.publish(shard.path, objects.join(shard_root, Path(shard.path).name)))
+    """The same shard, moved from the run's packing folder (or its upload prefix) into the shards folder."""
+    return dataclasses.replace(shard, path=objects.move(shard.path, objects.join(shard_root, objects.name(shard.path))))
+
+
+_INCOMING = "incoming"  # under an object-store shards folder: uploads waiting for their run's commit
+_INCOMING_MAX_AGE_S = 24 * 3600  # an upload this old belongs to a run that died
+
+
+def _upload_incoming(shard: PackedShard, shard_root: str, run_name: str) -> PackedShard:
+    """The same shard, uploaded under ``<shards>/incoming/<run>/`` (unlisted, so no commit sweeps it meanwhile)."""
+    target = objects.join(shard_root, _INCOMING, run_name, Path(shard.path).name)
+    return dataclasses.replace(shard, path=objects.publish(shard.path, target))
 
 
 def _delete_dead_packing_folders(staging: Path, keep: Path) -> None:
@@ -410,6 +422,8 @@ def _delete_unlisted_shards(con, shard_root: str) -> dict[str, int]:
                     removed[path] = size
     if not objects.is_remote(shard_root):
         remove_dead_partials(shard_root)
+    else:  # uploads of runs that died before their commit
+        objects.delete_older_than(objects.join(shard_root, _INCOMING), _INCOMING_MAX_AGE_S)
     return removed
 
 

@@ -242,7 +242,8 @@ def render_video(video: VideoToRender, model_id: str, settings: RenderSettings, 
                source_duration_s=result.curve.source_duration_s)
     _record(catalog_path, row)
     return {**row, "path": video.path, "rho": result.curve.rho, "achieved_rate": result.curve.achieved_rate,
-            "frames": result.frames_written, "seconds": result.seconds, "side_by_side_path": result.side_by_side_path}
+            "frames": result.frames_written, "seconds": result.seconds,
+            "side_by_side_path": _published(result.side_by_side_path, out_path)}
 
 
 @contextlib.contextmanager
@@ -263,6 +264,13 @@ def _local_outputs(out_path: str) -> Iterator[Path]:
         objects.publish(local_out, out_path)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _published(local_file: str | None, out_path: str) -> str | None:
+    """Where a file rendered beside the output went: itself locally; beside ``out_path`` on an object store."""
+    if local_file is None or not objects.is_remote(out_path):
+        return local_file
+    return objects.join(out_path.rsplit("/", 1)[0], Path(local_file).name)
 
 
 def _record(catalog_path: str, row: dict) -> None:

@@ -221,7 +221,7 @@ def score_one(video: VideoToScore, model_ref: ModelRef, config: scoring.ScoreCon
     head = {"video_id": video.video_id, "model_id": model_ref.model_id, "path": video.path, "score_params": params}
     staged = _staged_summary(part)
     if staged and (plot_dir is None or (staged.get("plot_path") and objects.exists(staged["plot_path"]))) \
-            and (not maps or "maps" in staged):
+            and staged.get("maps_asked", 0) == maps:
         return {**staged, "status": "scored", "part": part, "seconds": 0.0}
     try:
         check_unchanged(video.path, video.video_id)
@@ -230,10 +230,10 @@ def score_one(video: VideoToScore, model_ref: ModelRef, config: scoring.ScoreCon
         with StepProgress(f"scoring {Path(video.path).name}", 0) if long_video else contextlib.nullcontext() as progress:
             result = score_file(video.path, model, config, decode_timeout_s=decode_timeout_s,
                                 on_progress=progress.update if progress else None)
-        map_rows = _maps_of(video, model_ref, model, result, maps, map_dir, decode_timeout_s) if maps else []
     except Exception as e:  # bad input (or a bug) becomes a recorded failure; the run goes on
         return {**head, "status": "failed", "error_kind": getattr(e, "kind", "score_failed"), "error": str(e)}
 
+    map_rows = _maps_of(video, model_ref, model, result, maps, map_dir, decode_timeout_s) if maps else []
     v = result.scores.speediness(config.rho)
     plot_path = None
     if plot_dir:
@@ -242,7 +242,7 @@ def score_one(video: VideoToScore, model_ref: ModelRef, config: scoring.ScoreCon
     summary = {**head, "rho": config.rho, "fps": result.fps, **scoring.summary(v, result.fps),
                "windows_run": result.scores.windows_run, "windows_skipped": result.scores.windows_skipped,
                "seconds": result.seconds, "plot_path": str(plot_path) if plot_path else None,
-               **({"maps": map_rows} if maps else {})}
+               **({"maps": map_rows, "maps_asked": maps} if maps else {})}
     frame_rows = scores.frame_score_table(video.video_id, model_ref.model_id, result.scores.speeds,
                                           result.scores.p_natural, result.fps)
     segment_rows = list(scoring.segments(v, result.scores.p_natural[0], result.fps))
@@ -252,14 +252,34 @@ def score_one(video: VideoToScore, model_ref: ModelRef, config: scoring.ScoreCon
 
 def _maps_of(video: VideoToScore, model_ref: ModelRef, model: SpeedNet, result: VideoScores, count: int,
              map_dir: str | None, decode_timeout_s: float) -> list[dict]:
-    """Maps of the ``count`` windows of a scored video that look most sped up at 1x; their rows."""
+    """Maps of the ``count`` windows of a scored video that look most sped up at 1x; their rows.
+
+    A map that cannot be made (a decode error on the second pass, say) is logged and left
+    out: the video's scores stand without it.
+    """
     from tasks.explain import DEFAULT_MAP_INPUT, DISPLAY_PX, explain, most_sped_up_starts
 
-    view = open_model_view(video.path, DISPLAY_PX, decode_timeout_s)
-    window_s = model.config.clip_frames / view.timebase.model_fps
-    starts = most_sped_up_starts(result.scores.p_natural[0], result.fps, window_s, count)
-    return [explain(video.path, video.video_id, model_ref.model_id, model, view, at_s, 1.0, DEFAULT_MAP_INPUT,
-                    map_dir) for at_s in starts]
+    try:
+        view = open_model_view(video.path, DISPLAY_PX, decode_timeout_s)
+    except Exception as e:  # noqa: BLE001 -- the scores are already made
+        _log_map_failure(video.path, e)
+        return []
+    fps = view.timebase.model_fps
+    latest_start_s = (view.frames - model.config.clip_frames) / fps  # the last whole window in the model's time base
+    rows = []
+    for at_s in most_sped_up_starts(result.scores.p_natural[0], result.fps, model.config.clip_frames / fps, count):
+        try:
+            rows.append(explain(video.path, video.video_id, model_ref.model_id, model, view,
+                                max(0.0, min(at_s, latest_start_s)), 1.0, DEFAULT_MAP_INPUT, map_dir))
+        except Exception as e:  # noqa: BLE001
+            _log_map_failure(video.path, e)
+    return rows
+
+
+def _log_map_failure(path: str, error: Exception) -> None:
+    import logging
+
+    logging.getLogger("speednet.maps").warning("no speediness map of %s: %s", path, error)
 
 
 def _staged_summary(part: str) -> dict | None:

@@ -79,6 +79,8 @@ class TrainConfig:
             raise ValueError(f"procedural_share must be in [0, 1], got {self.procedural_share}")
         if self.procedural_shape not in PROCEDURAL_SHAPES:
             raise ValueError(f"procedural_shape must be one of {sorted(PROCEDURAL_SHAPES)}, got {self.procedural_shape!r}")
+        if self.width is not None and not self.width > 0:
+            raise ValueError(f"width must be > 0 (or None for the preset's), got {self.width}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         self.augment  # noqa: B018 -- validates the sampler

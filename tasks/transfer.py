@@ -105,8 +105,8 @@ def load_labelled(videos: list[LabelledVideo], classes: list[str], clip_frames: 
             labels.append(classes.index(videos[index_of[clip.video_id]].label))
             owners.append(index_of[clip.video_id])
     if not clips:
-        raise ValueError("no stored clips of these videos are long enough; ingest them with clip_frames at least "
-                         f"{clip_frames}")
+        raise ValueError(f"no stored clip of these videos has the model's {clip_frames} frames; the videos may be "
+                         "shorter than one clip (see the ingest_failures view)")
     return Labelled(np.stack(clips), np.asarray(labels), np.asarray(owners))
 
 
@@ -123,7 +123,7 @@ def evaluate_transfer(pretrained, train: Labelled, test: Labelled, classes: list
     import torch
 
     torch.manual_seed(params.seed)
-    random_init = random_init_like(pretrained)
+    random_init = random_init_like(pretrained).to(next(pretrained.parameters()).device)
     rows = []
     for init, model in (("pretrained", pretrained), ("random", random_init)):
         probe = linear_probe(model, train, test, classes=len(classes), steps=params.probe_steps, seed=params.seed)

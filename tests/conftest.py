@@ -21,6 +21,7 @@ os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "180"
 os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("SPEEDNET_DASK_ADDRESS", None)
+os.environ.pop("SPEEDNET_DATA_ROOT", None)  # never a developer's real bucket: its shards would be swept as unlisted
 Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 
 import pytest  # noqa: E402
