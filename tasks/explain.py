@@ -13,6 +13,7 @@ import numpy as np
 
 from speednet.ffmpeg import VideoWriter
 from speednet.maps import speediness_map, strip
+from speednet.scoring import version_indices
 from storage import objects
 
 # Short side fed to the model for a map: the CPU model's 64 px gives 2 × 4 cells on 16:9, too
@@ -21,15 +22,11 @@ DEFAULT_MAP_INPUT = 128
 DISPLAY_PX = 256  # short side of the frames shown under the heat
 
 
-def window_indices(start_frame: int, clip_frames: int, speed: float) -> np.ndarray:
-    """Model frames of a window played at ``speed`` from ``start_frame``: start + floor(j · speed)."""
-    return start_frame + np.floor(np.arange(clip_frames) * speed).astype(int)
-
-
 def map_window(model, view, path: str, at_s: float, speed: float, input_size: int):
     """(frames (T, H, W, 3) at display size, SpeedinessMap) of the window from ``at_s`` at ``speed``."""
     fps = view.timebase.model_fps
-    indices = window_indices(int(round(at_s * fps)), model.config.clip_frames, speed)
+    # the window's frames as the scorer resamples a speed version: start + floor(j · speed)
+    indices = int(round(at_s * fps)) + version_indices(0, model.config.clip_frames, speed)
     if at_s < 0 or indices[-1] >= view.frames:
         raise ValueError(f"{path}: a {model.config.clip_frames}-frame window from {at_s:g} s at {speed:g}x needs "
                              f"{(indices[-1] + 1) / fps:.2f} s of video at {fps:g} fps; the file has "
