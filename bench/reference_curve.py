@@ -24,8 +24,9 @@ SERIES = (("exact", "-o", "C1", "exact 1x vs 2x"), ("regular", "--", "C4", "jitt
 
 
 def stage_history(run_folder: Path) -> list[dict]:
-    """The per-step records a train-speednet run saved with its last checkpoint."""
-    checkpoint = torch.load(run_folder / "last.pt", map_location="cpu", weights_only=False)
+    """The per-step records of a train-speednet run: those of its final.pt (with the ending's evaluation), else last.pt's."""
+    final = run_folder / "final.pt"
+    checkpoint = torch.load(final if final.exists() else run_folder / "last.pt", map_location="cpu", weights_only=False)
     return checkpoint["extra"]["history"]
 
 

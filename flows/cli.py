@@ -130,6 +130,12 @@ def train(
     domains: str = typer.Option("real,synthetic", help="Which ingested videos train, comma-separated."),
     curriculum_steps: int = typer.Option(0, help="Fresh scenes' sped-up rate narrows from 3-4x to the paper's 1.7-2.2x "
                                                  "over these steps (0: 2x from the start)."),
+    swa_from: Optional[int] = typer.Option(None, min=0, help="Deliver the mean of the weights from this step on "
+                                                             "(stochastic weight averaging) instead of their EMA."),
+    bn_source: str = typer.Option("training", help="Final BatchNorm statistics from 'training' batches or from the "
+                                                   "fresh calibration 'scenes' at exact 1x/2x (as scored)."),
+    calibration_scenes: int = typer.Option(100, min=0, help="Fresh scenes the decision threshold is fitted on "
+                                                             "(0: keep P = 0.5)."),
     eval_every: int = typer.Option(0, help="Held-out evaluation on fresh scenes every n steps (0: at the end only)."),
     seed: int = typer.Option(0, help="Seed of the split, the weights and the procedural scenes."),
     nproc: int = typer.Option(1, help="Processes; > 1 runs torchrun DDP (gloo on CPU, nccl on GPUs)."),
@@ -138,9 +144,12 @@ def train(
     """Train SpeedNet on the ingested clips and fresh scenes, and register the model (runs train-speednet here)."""
     from flows.train import train_speednet
     from tasks.train import resolve_init, split_by_video
+    from tasks.trainer import TrainConfig
 
     domain_list = [d.strip() for d in domains.split(",") if d.strip()]
     try:  # the reasons a run cannot start, said in one line before Prefect starts (it would log a traceback)
+        TrainConfig(steps=steps, swa_from=swa_from, bn_source=bn_source, calibration_scenes=calibration_scenes,
+                    bn_recalibration_batches=1)  # the flow's own checks of these settings
         resolve_init(init_from, str(paths.catalog_path()))
         if procedural_share < 1.0 or paths.catalog_path().exists():
             split_by_video.fn(str(paths.catalog_path()), 0.15, seed, tuple(domain_list), allow_empty=procedural_share == 1.0)
@@ -149,7 +158,8 @@ def train(
     try:
         result = train_speednet(preset=preset, width=width, steps=steps, batch_size=batch_size, lr=lr, init_from=init_from,
                                 procedural_share=procedural_share, domains=domain_list,
-                                curriculum_steps=curriculum_steps, eval_every=eval_every, seed=seed, nproc=nproc,
+                                curriculum_steps=curriculum_steps, swa_from=swa_from, bn_source=bn_source,
+                                calibration_scenes=calibration_scenes, eval_every=eval_every, seed=seed, nproc=nproc,
                                 resume=resume)
     except (ValueError, FileNotFoundError) as e:
         _cannot("train", e)
@@ -536,8 +546,10 @@ DEMO_STEPS = (
     # Fine-tunes the shipped reference model (models/README.md) on the sample library, half
     # the batches fresh physics scenes, at a low learning rate: a few minutes, and the
     # demo's scores, segments, renders and search come from a model that has learnt the task.
+    # The library is mostly physics scenes, so its BatchNorm statistics come from fresh scenes
+    # as scored (bn_source="scenes"); on a library of your own footage, keep the default.
     ("train-speednet/default", {"steps": 150, "init_from": "reference", "lr": 3e-4, "warmup_steps": 10,
-                                "procedural_share": 0.5, "eval_scenes": 100}),
+                                "procedural_share": 0.5, "eval_scenes": 100, "bn_source": "scenes"}),
     ("score-library/default", {"budget": True, "stride": 16}),
     ("embed-library/default", {"stride": 16}),
     ("render-speedups/default", {"rate": 2.0, "side_by_side": True, "plots": True,

@@ -33,7 +33,9 @@ def train_speednet(
     temporal_sampler: str = "mixed",
     curriculum_steps: int = 0,
     ema_decay: float = 0.998,
+    swa_from: int | None = None,
     bn_recalibration_batches: int = 30,
+    bn_source: str = "training",
     calibration_scenes: int = 100,
     eval_every: int = 0,
     eval_scenes: int = 100,
@@ -48,6 +50,9 @@ def train_speednet(
 
     ``procedural_share`` of the batches are fresh physics scenes (1.0: no library needed);
     ``width`` overrides the preset's channel multiplier (more capacity, slower steps);
+    ``swa_from`` delivers the equal-weight mean of the weights from that step on (SWA) instead
+    of the EMA; ``bn_source="scenes"`` re-estimates the final BatchNorm statistics on the fresh
+    calibration scenes at exact speeds (as scored) rather than on training batches;
     ``init_from`` fine-tunes from ``reference`` (the shipped model), a checkpoint file or a
     registered model_id; ``domains`` says which ingested videos train ("real", "synthetic").
     """
@@ -58,8 +63,8 @@ def train_speednet(
                          same_batch=same_batch, temporal_aug=temporal_aug, spatial_aug=spatial_aug,
                          loader_workers=loader_workers, checkpoint_every=checkpoint_every,
                          temporal_sampler=temporal_sampler, procedural_share=procedural_share,
-                         curriculum_steps=curriculum_steps, ema_decay=ema_decay, eval_every=eval_every,
-                         eval_scenes=eval_scenes, bn_recalibration_batches=bn_recalibration_batches,
+                         curriculum_steps=curriculum_steps, ema_decay=ema_decay, swa_from=swa_from, eval_every=eval_every,
+                         eval_scenes=eval_scenes, bn_recalibration_batches=bn_recalibration_batches, bn_source=bn_source,
                          calibration_scenes=calibration_scenes,
                          init_from=resolve_init(init_from, catalog_path))
     split = split_by_video(catalog_path, val_fraction, seed, tuple(domains), allow_empty=procedural_share == 1.0)

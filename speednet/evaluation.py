@@ -12,6 +12,8 @@ pairs whose 2x version the model ranks above its 1x version (threshold-free).
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 import torch
 
@@ -42,6 +44,24 @@ def sampled_versions(clip: np.ndarray, clip_frames: int, sampler: str,
     if sampler not in EVALUATION_SAMPLERS:
         raise ValueError(f"sampler must be one of {EVALUATION_SAMPLERS}, got {sampler!r}")
     return tuple(clip[skip_sample(len(clip), clip_frames, rng, sped_up, sampler=sampler)] for sped_up in (False, True))
+
+
+def exact_version_batches(clips: list[np.ndarray], config, *, batch_size: int = 32) -> Iterator[torch.Tensor]:
+    """Model inputs of the exact 1x and 2x versions of ``clips``, whole frames at the input size, one frame shape per batch.
+
+    What a run re-estimates BatchNorm statistics on when its scorer-like inputs matter more
+    than its training batches (``TrainConfig.bn_source="scenes"``). Single-item remainders
+    are dropped: a batch of one would weigh as much as a full one in the estimate.
+    """
+    by_shape: dict[tuple, list[torch.Tensor]] = {}
+    for clip in clips:
+        for version in speed_versions(clip, config.clip_frames):
+            item = resize_short_side(version, config.input_size)
+            by_shape.setdefault(tuple(item.shape), []).append(item)
+    for items in by_shape.values():
+        for start in range(0, len(items), batch_size):
+            if len(items[start:start + batch_size]) > 1:
+                yield normalize_uint8(torch.stack(items[start:start + batch_size]))
 
 
 @torch.no_grad()

@@ -106,3 +106,13 @@ def test_speedup_renders_one_file_scoring_it_on_the_fly_without_a_database(pan_m
 
     bad = speednet("speedup", str(video), "--rate", "0.5", "--checkpoint", str(checkpoint), check=False)
     assert bad.returncode == 1 and "rate (R_o) must be >= 1" in bad.stderr
+
+
+@pytest.mark.parametrize("args, says", [(["--bn-source", "bogus"], "bn_source must be one of"),
+                                        (["--steps", "10", "--swa-from", "10"], "swa_from must be a step in [0, 10)"),
+                                        (["--bn-source", "scenes", "--calibration-scenes", "0"], "calibration_scenes")])
+def test_train_settings_that_cannot_work_are_one_line_before_anything_starts(tmp_path, args, says):
+    run = subprocess.run([sys.executable, "-m", "flows.cli", "train", "--procedural-share", "1", *args],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "SPEEDNET_HOME": str(tmp_path)})
+    assert run.returncode != 0 and says in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert not (tmp_path / "runs").exists()

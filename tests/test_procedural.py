@@ -177,3 +177,51 @@ def test_threshold_calibration_moves_the_cut_between_exact_1x_and_2x(pan_model):
     assert speednet_accuracy(model, clips[8:]) == 0.5
     shift = calibrate_threshold(model, clips[:8])
     assert shift > 1.0 and speednet_accuracy(model, clips[8:]) >= 0.8
+
+
+def test_swa_delivers_the_mean_of_the_weights_after_each_step_from_swa_from_and_survives_a_resume(tmp_path):
+    """final.pt = mean of the raw weights after steps 2 and 3; re-finishing from last.pt gives the same file."""
+    from storage.clip_dataset import ClipSource
+    from tasks.trainer import TrainConfig, train
+
+    run = tmp_path / "run"
+    raw = []  # on_log runs before a step's checkpoint: last.pt then holds the previous step's weights
+    config = TrainConfig(steps=3, batch_size=4, procedural_share=1.0, temporal_sampler="mixed", ema_decay=0.9,
+                         swa_from=1, log_every=1, loader_workers=0, checkpoint_every=1)
+    result = train(config, ClipSource({}), run,
+                   on_log=lambda entry: raw.append(torch.load(run / "last.pt", weights_only=True)["state_dict"])
+                   if entry["step"] > 1 else None)
+    after_2, after_3 = raw[1], torch.load(run / "last.pt", weights_only=True)["state_dict"]
+    delivered = torch.load(result["checkpoint"], weights_only=True)["state_dict"]
+    weights = [k for k, v in delivered.items() if v.is_floating_point() and "running" not in k]
+    assert any(not torch.equal(after_2[k], after_3[k]) for k in weights)  # the two points differ
+    for k in weights:
+        torch.testing.assert_close(delivered[k], (after_2[k] + after_3[k]) / 2)
+    (run / "final.pt").unlink()
+    again = train(config, ClipSource({}), run, resume=True)  # nothing left to train: only the ending, from last.pt
+    for k, v in torch.load(again["checkpoint"], weights_only=True)["state_dict"].items():
+        torch.testing.assert_close(v, delivered[k])
+
+
+def test_bn_source_scenes_re_estimates_batchnorm_on_the_calibration_scenes_at_exact_speeds(tmp_path):
+    from speednet.evaluation import exact_version_batches
+    from speednet.model import load_checkpoint
+    from storage.clip_dataset import ClipSource
+    from tasks.trainer import TrainConfig, train
+
+    with pytest.raises(ValueError, match="calibration_scenes"):
+        TrainConfig(procedural_share=1.0, bn_recalibration_batches=1, bn_source="scenes")
+    config = TrainConfig(steps=2, batch_size=4, procedural_share=1.0, temporal_sampler="mixed", swa_from=1,
+                         bn_recalibration_batches=1, bn_source="scenes", calibration_scenes=4, loader_workers=0)
+    final, _, _ = load_checkpoint(train(config, ClipSource({}), tmp_path / "run")["checkpoint"])
+    clips = calibration_clips(4, run_seed=config.seed, clip_frames=3 * T)
+    batches = list(exact_version_batches(clips, CONFIG))
+    assert sum(len(b) for b in batches) <= 8 and all(len(b) >= 2 and b.shape[2] == T for b in batches)
+    expected, _, _ = load_checkpoint(tmp_path / "run" / "last.pt")  # the one-point mean: the last weights
+    torch.optim.swa_utils.update_bn(batches, expected)
+    bn = [name for name, m in final.named_modules() if isinstance(m, torch.nn.BatchNorm3d)]
+    assert bn
+    modules_final, modules_expected = dict(final.named_modules()), dict(expected.named_modules())
+    for name in bn:
+        torch.testing.assert_close(modules_final[name].running_mean, modules_expected[name].running_mean)
+        torch.testing.assert_close(modules_final[name].running_var, modules_expected[name].running_var)
