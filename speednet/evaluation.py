@@ -53,15 +53,21 @@ def exact_version_batches(clips: list[np.ndarray], config, *, batch_size: int = 
     than its training batches (``TrainConfig.bn_source="scenes"``). Single-item remainders
     are dropped: a batch of one would weigh as much as a full one in the estimate.
     """
-    by_shape: dict[tuple, list[torch.Tensor]] = {}
-    for clip in clips:
-        for version in speed_versions(clip, config.clip_frames):
-            item = resize_short_side(version, config.input_size)
-            by_shape.setdefault(tuple(item.shape), []).append(item)
-    for items in by_shape.values():
-        for start in range(0, len(items), batch_size):
-            if len(items[start:start + batch_size]) > 1:
-                yield normalize_uint8(torch.stack(items[start:start + batch_size]))
+    items = [resize_short_side(version, config.input_size) for clip in clips
+             for version in speed_versions(clip, config.clip_frames)]
+    for chunk in _chunks_by_shape(items, batch_size):
+        if len(chunk) > 1:
+            yield normalize_uint8(torch.stack([items[i] for i in chunk]))
+
+
+def _chunks_by_shape(items: list[torch.Tensor], batch_size: int) -> Iterator[list[int]]:
+    """Indices of ``items`` in chunks of at most ``batch_size``, each of one shape (clips of one aspect ratio batch together)."""
+    by_shape: dict[tuple, list[int]] = {}
+    for index, item in enumerate(items):
+        by_shape.setdefault(tuple(item.shape), []).append(index)
+    for indices in by_shape.values():
+        for start in range(0, len(indices), batch_size):
+            yield indices[start:start + batch_size]
 
 
 @torch.no_grad()
@@ -80,15 +86,10 @@ def speednet_scores(model: SpeedNet, clips: list[np.ndarray], *, batch_size: int
     rng = np.random.default_rng(seed)
     items = [resize_short_side(version, config.input_size) for clip in clips
              for version in sampled_versions(clip, config.clip_frames, sampler, rng)]
-    by_shape: dict[tuple, list[int]] = {}
-    for index, item in enumerate(items):  # clips of one aspect ratio batch together
-        by_shape.setdefault(tuple(item.shape), []).append(index)
     p = np.zeros(len(items))
-    for indices in by_shape.values():
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start:start + batch_size]
-            out = model(normalize_uint8(torch.stack([items[i] for i in chunk])).to(device)).float()
-            p[chunk] = (out if logits else torch.sigmoid(out)).cpu().numpy()
+    for chunk in _chunks_by_shape(items, batch_size):
+        out = model(normalize_uint8(torch.stack([items[i] for i in chunk])).to(device)).float()
+        p[chunk] = (out if logits else torch.sigmoid(out)).cpu().numpy()
     return p[0::2], p[1::2]
 
 

@@ -32,10 +32,15 @@ class SpeedinessMap:
     cells: np.ndarray  # (T', H', W') float32 in [0, 1]
     frames: np.ndarray  # (T, H, W) float32 in [0, 1]: the cells over every frame, at the frames' size
     p_sped_up: float  # the window's own answer (cells pooled as the model pools them)
+    cell_logits: np.ndarray  # (T', H', W') float32: the cells' logits, which do not saturate as P does
 
     def hottest_cell(self) -> tuple[int, int]:
-        """(row, column) of the cell most sure the clip is sped up, averaged over the window's time."""
-        mean = self.cells.mean(axis=0)
+        """(row, column) of the cell most sure the clip is sped up, its logit averaged over the window's time.
+
+        Logits, as the model pools them: several cells at P = 1.0 in float32 would tie, and the
+        first of them (the top-left one) would win whatever the network saw.
+        """
+        mean = self.cell_logits.mean(axis=0)
         row, col = np.unravel_index(int(np.argmax(mean)), mean.shape)
         return int(row), int(col)
 
@@ -57,7 +62,7 @@ def speediness_map(model: SpeedNet, frames: np.ndarray, input_size: int | None =
     upsampled = F.interpolate(cells[None, None], size=(len(frames), height, width), mode="trilinear",
                               align_corners=False)[0, 0]
     return SpeedinessMap(cells.cpu().numpy(), upsampled.clamp(0, 1).cpu().numpy(),
-                         float(torch.sigmoid(pool_logits(logits))[0]))
+                         float(torch.sigmoid(pool_logits(logits))[0]), logits[0].cpu().numpy())
 
 
 def cell_of(x_px: np.ndarray, y_px: np.ndarray, frame_hw: tuple[int, int], grid_hw: tuple[int, int]) -> np.ndarray:

@@ -2,7 +2,9 @@
 
 Every training clip pans at about PAN_PX px/frame, so after a few dozen real training
 steps the model calls ~PAN_PX natural and ~2·PAN_PX sped up. Videos that change speed
-half way give scoring tests a known right answer.
+half way give scoring tests a known right answer. The tests load one such model from
+``data/pan_model.pt`` (``python tests/_pan.py`` writes it), so they see the same weights on
+every machine.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from speednet.ffmpeg import VideoWriter
-from speednet.model import SpeedNet, build_speednet
+from speednet.model import SpeedNet, build_speednet, save_checkpoint
 from speednet.sampling import AugmentConfig, make_batch
 from tasks.trainer import calibrate_threshold
 
 PAN_PX = 1.5  # natural pan speed, px per frame at the model's 64 px input
 HEIGHT, WIDTH = 64, 96
+PAN_MODEL = Path(__file__).resolve().parent / "data" / "pan_model.pt"  # train_pan_model(60, seed=1), by this file's main
 
 
 def texture(rng: np.random.Generator, width: int) -> np.ndarray:
@@ -72,3 +75,9 @@ def train_pan_model(steps: int = 60, seed: int = 0) -> SpeedNet:
     calibration = [pan(texture(rng, 48 * 2 + WIDTH + 2), np.full(48, PAN_PX)) for _ in range(16)]
     calibrate_threshold(model.eval(), calibration)
     return model
+
+
+if __name__ == "__main__":
+    # The stored model the tests load (the pan_model fixture): seed 1 passed every test that uses it.
+    PAN_MODEL.parent.mkdir(exist_ok=True)
+    print(save_checkpoint(PAN_MODEL, train_pan_model(steps=60, seed=1)))

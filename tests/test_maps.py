@@ -11,7 +11,7 @@ from PIL import Image
 
 from _catalog import register, rows
 from _pan import HEIGHT, PAN_PX, WIDTH, pan, texture, write_pan_video
-from speednet.maps import cell_of, heat_colours, speediness_map, stretched, strip
+from speednet.maps import SpeedinessMap, cell_of, heat_colours, speediness_map, stretched, strip
 from speednet.model import build_speednet
 from storage import objects
 
@@ -44,6 +44,15 @@ def test_a_map_has_the_frames_shape_and_holds_probabilities():
     picture = strip(frames, heat, columns=4)
     assert picture.shape == (2 * 90 + 2, 4 * 160 + 3 * 2, 3) and picture.dtype == np.uint8
     assert heat_colours(np.array([0.0, 1.0])).tolist() == [[0, 0, 4], [252, 255, 164]]
+
+
+def test_the_hottest_cell_is_read_off_logits_where_probabilities_saturate():
+    logits = np.zeros((2, 2, 3), np.float32)
+    logits[:, 1, 2], logits[:, 0, 0] = 30.0, 20.0  # both P = 1.0 in float32; the later cell is surer
+    cells = 1 / (1 + np.exp(-logits))
+    assert cells[0, 0, 0] == cells[0, 1, 2] == 1.0
+    result = SpeedinessMap(cells, np.zeros((16, 64, 96), np.float32), 1.0, logits)
+    assert result.hottest_cell() == (1, 2)
 
 
 PLACEMENTS = [(0, 0), (0, WIDTH - SQUARE_PX), (HEIGHT - SQUARE_PX, 0), (HEIGHT - SQUARE_PX, WIDTH - SQUARE_PX), (14, 30)]
