@@ -3,7 +3,7 @@
 For fresh scenes (a seed no training draws) the 2x version of a 16-frame window is drawn in
 16:9 at each short side asked (the map's input size), and the generator's ground truth gives
 every object's centre in every frame. In windows where the fastest object moves at least
-``--min-px`` px per frame (mean, at the drawn size), the map's hottest cell (P(sped up)
+``--min-px`` px per frame (mean, at the drawn size), the map's hottest cell (the sped-up logit
 averaged over the window's time) should lie on that object's track: a cell its centre
 passes through ("on"), or one cell from it ("near"). The share a uniformly random cell gets
 is printed beside it, and the same network at random init as a second reference.
