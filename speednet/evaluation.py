@@ -61,7 +61,7 @@ def exact_version_batches(clips: list[np.ndarray], config, *, batch_size: int = 
 
 
 def _chunks_by_shape(items: list[torch.Tensor], batch_size: int) -> Iterator[list[int]]:
-    """Indices of ``items`` in chunks of at most ``batch_size``, each of one shape (clips of one aspect ratio batch together)."""
+    """Indices of ``items`` in chunks of at most ``batch_size``, each chunk of one shape (one aspect ratio)."""
     by_shape: dict[tuple, list[int]] = {}
     for index, item in enumerate(items):
         by_shape.setdefault(tuple(item.shape), []).append(index)
