@@ -87,16 +87,20 @@ def main() -> None:
                         help="Score on this seed's calibration stream instead of the evaluation scenes "
                              "(to choose between models without reading the evaluation scenes).")
     args = parser.parse_args()
+    if args.validation_seed is not None and args.validation_seed == args.run_seed:
+        parser.error("--validation-seed must differ from --run-seed: the cut would be fitted on the scenes it is tested on")
     models = [load_checkpoint(path)[0] for path in args.checkpoints]
     config = models[0].config
     started = time.perf_counter()
-    test = evaluation_clips(args.scenes, size_px=config.input_size, clip_frames=3 * config.clip_frames) \
-        if args.validation_seed is None else \
-        calibration_clips(args.scenes, run_seed=args.validation_seed, size_px=config.input_size,
-                          clip_frames=3 * config.clip_frames)
-    calibration = calibration_clips(args.calibration_scenes, run_seed=args.run_seed, size_px=config.input_size,
-                                    clip_frames=3 * config.clip_frames)
-    print(f"{len(test)} fresh scenes ({'evaluation seed' if args.validation_seed is None else f'validation: calibration stream of seed {args.validation_seed}'}), {len(calibration)} calibration scenes ({time.perf_counter() - started:.0f} s)\n")
+    shape = {"size_px": config.input_size, "clip_frames": 3 * config.clip_frames}
+    if args.validation_seed is None:
+        test, source = evaluation_clips(args.scenes, **shape), "evaluation seed"
+    else:
+        test = calibration_clips(args.scenes, run_seed=args.validation_seed, **shape)
+        source = f"validation: calibration stream of seed {args.validation_seed}"
+    calibration = calibration_clips(args.calibration_scenes, run_seed=args.run_seed, **shape)
+    print(f"{len(test)} fresh scenes ({source}), {len(calibration)} calibration scenes "
+          f"({time.perf_counter() - started:.0f} s)\n")
     print(f"{'':62}{'acc@0':>8}{'acc@cut':>8}{'cut':>7}{'AUC':>7}{'ranking':>8}")
     candidates = [(path.name, model) for path, model in zip(args.checkpoints, models)]
     if args.average and len(models) > 1:

@@ -29,10 +29,14 @@ _HEAT = np.array([[0.0, 0, 0, 4], [0.25, 87, 16, 110], [0.5, 188, 55, 84], [0.75
 class SpeedinessMap:
     """P(sped up) of every space-time cell of one window, and the same upsampled onto its frames."""
 
-    cells: np.ndarray  # (T', H', W') float32 in [0, 1]
-    frames: np.ndarray  # (T, H, W) float32 in [0, 1]: the cells over every frame, at the frames' size
+    cell_logits: np.ndarray  # (T', H', W') float32: each cell's sped-up logit (does not saturate as P does)
+    frames: np.ndarray  # (T, H, W) float32 in [0, 1]: P of the cells over every frame, at the frames' size
     p_sped_up: float  # the window's own answer (cells pooled as the model pools them)
-    cell_logits: np.ndarray  # (T', H', W') float32: the cells' logits, which do not saturate as P does
+
+    @property
+    def cells(self) -> np.ndarray:
+        """(T', H', W') float32 P(sped up) of every cell."""
+        return 1.0 / (1.0 + np.exp(-self.cell_logits))
 
     def hottest_cell(self) -> tuple[int, int]:
         """(row, column) of the cell most sure the clip is sped up, its logit averaged over the window's time.
@@ -61,8 +65,8 @@ def speediness_map(model: SpeedNet, frames: np.ndarray, input_size: int | None =
     height, width = frames.shape[1:3]
     upsampled = F.interpolate(cells[None, None], size=(len(frames), height, width), mode="trilinear",
                               align_corners=False)[0, 0]
-    return SpeedinessMap(cells.cpu().numpy(), upsampled.clamp(0, 1).cpu().numpy(),
-                         float(torch.sigmoid(pool_logits(logits))[0]), logits[0].cpu().numpy())
+    return SpeedinessMap(logits[0].cpu().numpy(), upsampled.clamp(0, 1).cpu().numpy(),
+                         float(torch.sigmoid(pool_logits(logits))[0]))
 
 
 def cell_of(x_px: np.ndarray, y_px: np.ndarray, frame_hw: tuple[int, int], grid_hw: tuple[int, int]) -> np.ndarray:

@@ -49,9 +49,8 @@ def test_a_map_has_the_frames_shape_and_holds_probabilities():
 def test_the_hottest_cell_is_read_off_logits_where_probabilities_saturate():
     logits = np.zeros((2, 2, 3), np.float32)
     logits[:, 1, 2], logits[:, 0, 0] = 30.0, 20.0  # both P = 1.0 in float32; the later cell is surer
-    cells = 1 / (1 + np.exp(-logits))
-    assert cells[0, 0, 0] == cells[0, 1, 2] == 1.0
-    result = SpeedinessMap(cells, np.zeros((16, 64, 96), np.float32), 1.0, logits)
+    result = SpeedinessMap(logits, np.zeros((16, 64, 96), np.float32), 1.0)
+    assert result.cells[0, 0, 0] == result.cells[0, 1, 2] == 1.0
     assert result.hottest_cell() == (1, 2)
 
 
