@@ -121,6 +121,8 @@ def train(
     preset: str = typer.Option("cpu", help="cpu (small, 16×64²) or gpu (full S3D-G, 32×224²)."),
     width: Optional[float] = typer.Option(None, min=0.01, help="Channel multiplier of the backbone (default: the preset's; "
                                                      "cpu 0.25, gpu 1.0)."),
+    input_size: Optional[int] = typer.Option(None, help="Short side of the model's input in px (default: the "
+                                                        "--init-from model's, else the preset's; cpu 64)."),
     steps: int = typer.Option(1200, help="Training steps."),
     batch_size: int = typer.Option(32, help="Items per step (each clip at both speeds)."),
     lr: float = typer.Option(2e-3, help="Peak learning rate (warm-up, then cosine)."),
@@ -148,7 +150,7 @@ def train(
 
     domain_list = [d.strip() for d in domains.split(",") if d.strip()]
     try:  # the reasons a run cannot start, said in one line before Prefect starts (it would log a traceback)
-        TrainConfig(steps=steps, swa_from=swa_from, bn_source=bn_source, calibration_scenes=calibration_scenes,
+        TrainConfig(steps=steps, input_size=input_size, swa_from=swa_from, bn_source=bn_source, calibration_scenes=calibration_scenes,
                     bn_recalibration_batches=1)  # the flow's own checks of these settings
         resolve_init(init_from, str(paths.catalog_path()))
         if procedural_share < 1.0 or paths.catalog_path().exists():
@@ -156,7 +158,7 @@ def train(
     except (ValueError, FileNotFoundError) as e:
         _cannot("train", e)
     try:
-        result = train_speednet(preset=preset, width=width, steps=steps, batch_size=batch_size, lr=lr, init_from=init_from,
+        result = train_speednet(preset=preset, width=width, input_size=input_size, steps=steps, batch_size=batch_size, lr=lr, init_from=init_from,
                                 procedural_share=procedural_share, domains=domain_list,
                                 curriculum_steps=curriculum_steps, swa_from=swa_from, bn_source=bn_source,
                                 calibration_scenes=calibration_scenes, eval_every=eval_every, seed=seed, nproc=nproc,

@@ -20,6 +20,7 @@ def train_speednet(
     data_home: str | None = None,
     preset: str = "cpu",
     width: float | None = None,
+    input_size: int | None = None,
     steps: int = 1200,
     batch_size: int = 32,
     lr: float = 2e-3,
@@ -50,6 +51,7 @@ def train_speednet(
 
     ``procedural_share`` of the batches are fresh physics scenes (1.0: no library needed);
     ``width`` overrides the preset's channel multiplier (more capacity, slower steps);
+    ``input_size`` the short side the model sees (default: ``init_from``'s, else the preset's);
     ``swa_from`` delivers the equal-weight mean of the weights from that step on (SWA) instead
     of the EMA; ``bn_source="scenes"`` re-estimates the final BatchNorm statistics on the fresh
     calibration scenes at exact speeds (as scored) rather than on training batches;
@@ -59,7 +61,7 @@ def train_speednet(
     log = get_run_logger()
     home = Path(data_home) if data_home else paths.data_home()
     catalog_path = str(paths.catalog_path(home))
-    config = TrainConfig(preset=preset, width=width, steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, seed=seed,
+    config = TrainConfig(preset=preset, width=width, input_size=input_size, steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, seed=seed,
                          same_batch=same_batch, temporal_aug=temporal_aug, spatial_aug=spatial_aug,
                          loader_workers=loader_workers, checkpoint_every=checkpoint_every,
                          temporal_sampler=temporal_sampler, procedural_share=procedural_share,

@@ -368,6 +368,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     return model.to(map_location).eval(), config, payload["extra"]
 
 
+def checkpoint_config(path: str | Path) -> SpeedNetConfig:
+    """The SpeedNetConfig a checkpoint was saved with (e.g. the input size a fine-tune keeps), without building the model."""
+    return _read_checkpoint(path)[2]
+
+
 def load_weights_into(model: nn.Module, path: str | Path) -> dict:
     """Load a checkpoint's weights into an existing model (e.g. to resume training); returns ``extra``.
 

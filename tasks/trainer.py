@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from speednet.model import SpeedNet, SpeedNetConfig, build_speednet, load_weights_into, save_checkpoint
+from speednet.model import (MIN_INPUT_SIZE, SpeedNet, SpeedNetConfig, build_speednet, checkpoint_config,
+                            load_weights_into, save_checkpoint)
 from speednet.sampling import SPED_UP_RATE, AugmentConfig, make_batch
 from speednet.synthetic.stream import SceneClipBatches, SceneStreamConfig
 from storage.clip_dataset import ClipSource, ShardClipBatches, seed_worker
@@ -55,6 +56,7 @@ class TrainConfig:
 
     preset: str = "cpu"
     width: float | None = None  # channel multiplier of the backbone (None: the preset's)
+    input_size: int | None = None  # short side of the model's input, px (None: init_from's, else the preset's)
     steps: int = 1200
     batch_size: int = 32  # items per step (same-batch: half as many clips, each at both speeds)
     lr: float = 2e-3
@@ -87,6 +89,8 @@ class TrainConfig:
             raise ValueError(f"procedural_shape must be one of {sorted(PROCEDURAL_SHAPES)}, got {self.procedural_shape!r}")
         if self.width is not None and not self.width > 0:
             raise ValueError(f"width must be > 0 (or None for the preset's), got {self.width}")
+        if self.input_size is not None and self.input_size < MIN_INPUT_SIZE:
+            raise ValueError(f"input_size must be >= {MIN_INPUT_SIZE} px (or None), got {self.input_size}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.swa_from is not None and not 0 <= self.swa_from < self.steps:
@@ -108,6 +112,20 @@ def curriculum_augment(step: int, config: TrainConfig) -> AugmentConfig:
     progress = min(1.0, step / config.curriculum_steps) if config.curriculum_steps else 1.0
     rate = tuple(a + progress * (b - a) for a, b in zip(CURRICULUM_START_RATE, SPED_UP_RATE))
     return dataclasses.replace(config.augment, sped_up_rate=rate)
+
+
+def model_overrides(config: TrainConfig) -> dict:
+    """The SpeedNetConfig fields a run sets over its preset: ``width`` if given, and the input size.
+
+    A fine-tune keeps the input size its starting checkpoint learnt at unless told otherwise: the
+    network judges speed partly in pixels per frame, so another size is another question.
+    """
+    overrides = {"width": config.width} if config.width else {}
+    if config.input_size:
+        overrides["input_size"] = config.input_size
+    elif config.init_from:
+        overrides["input_size"] = checkpoint_config(config.init_from).input_size
+    return overrides
 
 
 def pick_device() -> torch.device:
@@ -188,7 +206,7 @@ def train(config: TrainConfig, source: ClipSource, out_dir: str | Path, *, resum
     out_dir = Path(out_dir)
     device = pick_device()
     torch.manual_seed(config.seed)
-    model = build_speednet(preset=config.preset, **({"width": config.width} if config.width else {})).to(device)
+    model = build_speednet(preset=config.preset, **model_overrides(config)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     start_step, history = 0, []
     checkpoint = out_dir / LAST_CHECKPOINT
@@ -301,7 +319,7 @@ def _delivered(model: SpeedNet, ema: AveragedModel | None, swa: AveragedModel | 
 # re-does only its ending (from last.pt), so they are not part of a run's identity.
 FINISHING_FIELDS = ("calibration_scenes", "bn_source")
 # Settings added after runs were made with this code, None when off.
-LATER_FIELDS = ("width", "swa_from")
+LATER_FIELDS = ("width", "swa_from", "input_size")
 
 
 def run_identity(config: TrainConfig) -> str:

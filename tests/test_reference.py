@@ -47,3 +47,14 @@ def test_init_from_a_checkpoint_of_another_width_is_a_clear_error(tmp_path):
 def test_init_from_something_that_is_no_checkpoint_says_what_it_accepts(tmp_path):
     with pytest.raises(FileNotFoundError, match="neither 'reference', a checkpoint file, nor one registered model_id"):
         resolve_init("no-such-model", str(tmp_path / "catalog.duckdb"))
+
+
+def test_a_fine_tune_keeps_its_starting_models_input_size_unless_given_another(tmp_path):
+    """The network judges speed partly in pixels per frame: a fine-tune of a 48 px model stays at 48 px by default."""
+    start = save_checkpoint(tmp_path / "small.pt", build_speednet(preset="cpu", input_size=48))
+    kept = train(TrainConfig(**{**FEW_STEPS.__dict__, "init_from": str(start)}), ClipSource({}), tmp_path / "kept")
+    assert load_checkpoint(kept["checkpoint"])[1].input_size == 48
+    asked = TrainConfig(**{**FEW_STEPS.__dict__, "init_from": str(start), "input_size": 40})
+    assert load_checkpoint(train(asked, ClipSource({}), tmp_path / "asked")["checkpoint"])[1].input_size == 40
+    with pytest.raises(ValueError, match="input_size must be >= 32 px"):
+        TrainConfig(input_size=16)

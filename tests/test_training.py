@@ -224,7 +224,9 @@ def test_a_run_is_identified_by_what_shapes_its_steps_not_by_how_it_finishes():
     assert run_identity(base) != run_identity(dataclasses.replace(base, steps=200))
     # runs from before `width` existed keep their folder; a width of its own is another run
     assert run_identity(base) == repr(base).replace(", width=None", "").replace(", swa_from=None", "") \
+        .replace(", input_size=None", "") \
         .replace(", bn_source='training'", "").replace(", calibration_scenes=0", "")
     assert run_identity(base) != run_identity(dataclasses.replace(base, width=0.5))
+    assert run_identity(base) != run_identity(dataclasses.replace(base, input_size=80))
     assert run_identity(base) != run_identity(dataclasses.replace(base, swa_from=50))
     assert run_identity(base) == run_identity(dataclasses.replace(base, bn_source="scenes"))
