@@ -130,6 +130,8 @@ def train(
                                                        "file or a registered model_id."),
     procedural_share: float = typer.Option(0.5, help="Share of batches drawn from fresh physics scenes (1: no library)."),
     domains: str = typer.Option("real,synthetic", help="Which ingested videos train, comma-separated."),
+    temporal_sampler: str = typer.Option("mixed", help="How versions are sampled in time: drops, regular, mixed, or "
+                                                       "decoupled (fresh scenes: the stutter carries no label)."),
     curriculum_steps: int = typer.Option(0, help="Fresh scenes' sped-up rate narrows from 3-4x to the paper's 1.7-2.2x "
                                                  "over these steps (0: 2x from the start)."),
     swa_from: Optional[int] = typer.Option(None, min=0, help="Deliver the mean of the weights from this step on "
@@ -150,16 +152,17 @@ def train(
 
     domain_list = [d.strip() for d in domains.split(",") if d.strip()]
     try:  # the reasons a run cannot start, said in one line before Prefect starts (it would log a traceback)
-        TrainConfig(steps=steps, input_size=input_size, swa_from=swa_from, bn_source=bn_source, calibration_scenes=calibration_scenes,
-                    bn_recalibration_batches=1)  # the flow's own checks of these settings
+        TrainConfig(steps=steps, input_size=input_size, temporal_sampler=temporal_sampler, swa_from=swa_from,
+                    bn_source=bn_source, calibration_scenes=calibration_scenes, bn_recalibration_batches=1)  # the flow's own checks of these settings
         resolve_init(init_from, str(paths.catalog_path()))
         if procedural_share < 1.0 or paths.catalog_path().exists():
             split_by_video.fn(str(paths.catalog_path()), 0.15, seed, tuple(domain_list), allow_empty=procedural_share == 1.0)
     except (ValueError, FileNotFoundError) as e:
         _cannot("train", e)
     try:
-        result = train_speednet(preset=preset, width=width, input_size=input_size, steps=steps, batch_size=batch_size, lr=lr, init_from=init_from,
-                                procedural_share=procedural_share, domains=domain_list,
+        result = train_speednet(preset=preset, width=width, input_size=input_size, steps=steps, batch_size=batch_size,
+                                lr=lr, init_from=init_from,
+                                procedural_share=procedural_share, domains=domain_list, temporal_sampler=temporal_sampler,
                                 curriculum_steps=curriculum_steps, swa_from=swa_from, bn_source=bn_source,
                                 calibration_scenes=calibration_scenes, eval_every=eval_every, seed=seed, nproc=nproc,
                                 resume=resume)

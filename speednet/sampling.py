@@ -9,7 +9,13 @@ defences is one switch of ``AugmentConfig``, so its ablation table can be re-run
   at random; that makes a 2x clip jerky while the scorer's resampling (and real 2x
   footage) is regular, and a network learns the jerk. ``temporal_sampler`` chooses
   random drops ("drops"), regular resampling at the drawn rate ("regular"), or either
-  at random per version ("mixed", so jerkiness no longer tells the label);
+  at random per version ("mixed", so jerkiness no longer tells the label). Resampling at a
+  rate between 1 and 2 leaves a stutter (steps of 1 and 2 frames) whose strength follows
+  the rate, so under "mixed" the stutter still tells the label: the reference model called
+  natural physics resampled at 1.56x (steps 1, 2, 1, 2, …) sped up 78% of the time, and
+  slow motion so resampled 63%. "decoupled" (drawn scenes only) cuts that tie: each version
+  shows physics at a speed p from its label's range through the frame pattern of an
+  independent rate r, frame j at time floor(j·r)·p/r (random drops at rate r likewise);
 - spatial: a random N×N resize (blur hides compression jitter, scale breaks "big motion
   = fast"), random crop and flip;
 - same batch: each clip appears both normal and sped up, so content cannot predict the label.
@@ -32,7 +38,11 @@ SPED_UP_RATE = (1.7, 2.2)
 # The paper resizes to N ∈ [64, 336] px for a 224 px input; kept as fractions of the
 # input size so a 64 px CPU model sees the same relative scale jitter.
 RESIZE_SCALE = (64 / 224, 336 / 224)
-TEMPORAL_SAMPLERS = ("drops", "regular", "mixed")
+TEMPORAL_SAMPLERS = ("drops", "regular", "mixed", "decoupled")
+# "decoupled": the frame-pattern rate r, independent of the label; a third of the versions
+# are smooth (r = 1, every step equal), as exact-speed footage is.
+PATTERN_RATE = (1.0, 2.5)
+SMOOTH_SHARE = 1 / 3
 # At 3T frames and the fastest rate (2.2) a draw keeps fewer than T frames ~4% of the time
 # (T=16); ten failures in a row are ~1e-14, so the regular-stride fallback never becomes a cue.
 MAX_REDRAWS = 10
@@ -72,8 +82,9 @@ def skip_sample(n_frames: int, T: int, rng: np.random.Generator, sped_up: bool,
     "drops" (the paper's): drop each frame with probability 1 − 1/f, keep the first T
     survivors; too few survivors: redraw the drops at the same f, after ``MAX_REDRAWS`` take
     a regular stride of f. Sampler "regular": frames floor(u + j·f), u ~ U(0, 1), as the
-    scorer resamples a video at speed f. "mixed": either, at even odds. Without
-    ``temporal_aug``: exact strides 1 and 2, the shortcut-prone sampling of the ablation.
+    scorer resamples a video at speed f. "mixed" (and "decoupled", which stored frames
+    cannot give): either, at even odds. Without ``temporal_aug``: exact strides 1 and 2, the
+    shortcut-prone sampling of the ablation.
     """
     if not temporal_aug:
         stride = 2 if sped_up else 1
@@ -85,8 +96,13 @@ def skip_sample(n_frames: int, T: int, rng: np.random.Generator, sped_up: bool,
     if int((T - 1) * f) + 1 >= n_frames:
         raise ValueError(f"a clip of {n_frames} frames is too short for {T} frames at rate {f:.2f}; "
                          f"store clips of 3T = {3 * T} frames")
-    if sampler == "mixed":
+    if sampler in ("mixed", "decoupled"):
         sampler = "regular" if rng.random() < 0.5 else "drops"
+    return _frame_pattern(n_frames, T, f, rng, sampler)
+
+
+def _frame_pattern(n_frames: int, T: int, f: float, rng: np.random.Generator, sampler: str) -> np.ndarray:
+    """T increasing frame indices at rate ``f`` below ``n_frames``: regular floor(u + j·f), or random drops."""
     if sampler == "regular":
         return np.floor(rng.random() + np.arange(T) * f).astype(np.int64)
     for _ in range(MAX_REDRAWS):
@@ -94,6 +110,24 @@ def skip_sample(n_frames: int, T: int, rng: np.random.Generator, sped_up: bool,
         if len(kept) >= T:
             return kept[:T].astype(np.int64)
     return np.floor(np.arange(T) * f).astype(np.int64)
+
+
+def decoupled_times(T: int, rng: np.random.Generator, sped_up: bool,
+                    sped_up_rate: tuple[float, float] = SPED_UP_RATE) -> np.ndarray:
+    """Times of T frames, in natural frame periods from the clip's start, for a clip that can be drawn at any time.
+
+    Physics speed p from the label's range (U(1.0, 1.2) or ``sped_up_rate``); the frame
+    pattern of an independent rate r: smooth (r = 1) for ``SMOOTH_SHARE`` of the versions,
+    else r ~ U(``PATTERN_RATE``), regular or by random drops at even odds. Frame j shows
+    time index_j · p / r, so a version moves at p on average and stutters as r makes it.
+    """
+    low, high = sped_up_rate if sped_up else NORMAL_RATE
+    physics = rng.uniform(low, high)
+    if rng.random() < SMOOTH_SHARE:
+        return np.arange(T) * physics
+    rate = rng.uniform(*PATTERN_RATE)
+    sampler = "regular" if rng.random() < 0.5 else "drops"
+    return _frame_pattern(int(np.ceil(3 * T * rate)), T, rate, rng, sampler) * (physics / rate)
 
 
 def _resize(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -158,13 +192,19 @@ def take_frames(clip, index_sets: list[np.ndarray]) -> list[torch.Tensor]:
     """Frames of each index set of one clip, as tensors (copies, so read-only shard buffers are fine).
 
     A clip is an array or tensor of frames, or an object whose ``take(index_sets)`` returns
-    them (a procedural scene draws only the frames asked for, each once).
+    them (a procedural scene draws only the frames asked for, each once, at any time:
+    its index sets may be fractional).
     """
     if isinstance(clip, torch.Tensor):
         return [clip[torch.from_numpy(indices)] for indices in index_sets]
     if isinstance(clip, np.ndarray):
         return [torch.from_numpy(clip[indices]) for indices in index_sets]
     return [torch.as_tensor(frames) for frames in clip.take(index_sets)]
+
+
+def _drawable(clip) -> bool:
+    """Whether a clip can be drawn at any time (a procedural scene), not only at its stored frames."""
+    return not isinstance(clip, (np.ndarray, torch.Tensor)) and hasattr(clip, "take")
 
 
 def make_batch(clips: list, config: SpeedNetConfig, rng: np.random.Generator,
@@ -186,7 +226,9 @@ def make_batch(clips: list, config: SpeedNetConfig, rng: np.random.Generator,
     else:
         labels = (rng.permutation(len(clips)) + rng.integers(2)) % 2 == 1
         sources = list(clips)
-    indices = [skip_sample(len(clip), config.clip_frames, rng, bool(sped_up), augment.temporal_aug,
+    indices = [decoupled_times(config.clip_frames, rng, bool(sped_up), augment.sped_up_rate)
+               if augment.temporal_sampler == "decoupled" and augment.temporal_aug and _drawable(clip) else
+               skip_sample(len(clip), config.clip_frames, rng, bool(sped_up), augment.temporal_aug,
                            augment.temporal_sampler, augment.sped_up_rate) for clip, sped_up in zip(sources, labels)]
     frames: list[torch.Tensor | None] = [None] * len(sources)
     by_clip: dict[int, list[int]] = {}

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from speednet.model import PRESETS
-from speednet.sampling import (MAX_REDRAWS, NORMAL_RATE, SPED_UP_RATE, AugmentConfig, make_batch, skip_sample,
-                               spatial_augment)
+from speednet.sampling import (MAX_REDRAWS, NORMAL_RATE, SPED_UP_RATE, AugmentConfig, decoupled_times, make_batch,
+                               skip_sample, spatial_augment)
 
 CONFIG = PRESETS["cpu"]
 T = CONFIG.clip_frames
@@ -140,3 +140,49 @@ def test_each_switch_can_be_set_independently():
         x, labels = make_batch(clips, CONFIG, np.random.default_rng(0), augment)
         assert x.shape[0] == labels.shape[0] == (4 if same_batch else 2)
         assert x.shape[1:] == (3, T, CONFIG.input_size, CONFIG.input_size)
+
+
+def stutter(times: np.ndarray) -> float:
+    """How unevenly a version's frames are spaced: the coefficient of variation of its steps (0: smooth)."""
+    steps = np.diff(times)
+    return float(steps.std() / steps.mean())
+
+
+def test_decoupled_versions_move_at_their_labels_speed_and_stutter_alike_whatever_the_label():
+    """Under "mixed" the stutter of regular resampling grows with the rate, so it tells the label; "decoupled" must not."""
+    rng = np.random.default_rng(0)
+    draws = {label: [decoupled_times(T, rng, label) for _ in range(4000)] for label in (False, True)}
+    for label, (low, high) in ((False, NORMAL_RATE), (True, SPED_UP_RATE)):
+        smooth = [t for t in draws[label] if stutter(t) < 1e-9]  # r = 1, or regular at r < 1 + 1/T
+        assert 1 / 3 - 0.03 < len(smooth) / len(draws[label]) < 1 / 3 + 0.08
+        assert np.mean([low / (1 + 1 / T) <= t[1] - t[0] <= high for t in smooth]) > 0.9  # else drops kept a run
+        mean_speed = np.mean([(t[-1] - t[0]) / (T - 1) for t in draws[label]])
+        assert low - 0.05 <= mean_speed <= high + 0.15  # random drops make the first and last frame's span vary
+    natural, fast = ([stutter(t) for t in draws[label]] for label in (False, True))
+    assert abs(np.mean(natural) - np.mean(fast)) < 0.03 and abs(np.median(natural) - np.median(fast)) < 0.03
+    mixed = {label: [stutter(skip_sample(3 * T, T, rng, label, sampler="regular")) for _ in range(2000)]
+             for label in (False, True)}
+    assert abs(np.mean(mixed[False]) - np.mean(mixed[True])) > 0.05  # the tie "decoupled" cuts is there without it
+
+
+class DrawnClip:
+    """A clip drawable at any time (as a procedural scene): frame value = 10 × the time asked, in frame periods."""
+
+    def __len__(self) -> int:
+        return 3 * T
+
+    def take(self, index_sets):
+        return [np.broadcast_to((10 * np.asarray(t, dtype=float))[:, None, None, None], (len(t), 32, 32, 3))
+                .astype(np.uint8).copy() for t in index_sets]
+
+
+def test_decoupled_batches_draw_scenes_at_fractional_times_and_stored_clips_as_mixed():
+    augment = AugmentConfig(spatial_aug=False, temporal_sampler="decoupled")
+    config = PRESETS["cpu"].__class__(**{**PRESETS["cpu"].__dict__, "input_size": 32})
+    x, labels = make_batch([DrawnClip() for _ in range(8)], config, np.random.default_rng(1), augment)
+    times = ((x[:, 0, :, 0, 0] + 1) * 127.5 / 10).numpy()  # frames of each item, back in frame periods
+    fractional = np.abs(times - np.round(times)) > 0.05
+    assert fractional.any()  # drawn between stored frames: a speed no stored clip has
+    assert labels.tolist() == [0.0] * 8 + [1.0] * 8
+    x, _ = make_batch(labelled_clips(4), CONFIG, np.random.default_rng(1), augment)  # stored clips: whole frames
+    assert x.shape == (8, 3, T, CONFIG.input_size, CONFIG.input_size)

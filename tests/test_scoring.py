@@ -49,12 +49,13 @@ def test_speediness_is_the_largest_speed_still_judged_natural():
 
 def test_segments_split_v_into_slow_motion_natural_and_sped_up_runs():
     fps = 10.0
-    v = np.r_[np.full(30, 1.25), np.full(20, 2.44), np.full(15, 0.0), 1.0, np.full(14, 1.0)]
+    # 1.95x is the grid's speed nearest 2x: slow motion; 1.56x is not
+    v = np.r_[np.full(30, 1.5625), np.full(20, 1.953125), np.full(15, 0.0), 1.0, np.full(14, 1.0)]
     v[5] = 3.0  # a one-frame blip is smoothed away
     found = list(scoring.segments(v, np.linspace(1, 0, len(v)), fps))
     assert [(s["kind"], s["start_s"], s["end_s"]) for s in found] == [
         ("natural", 0.0, 3.0), ("slow_motion", 3.0, 5.0), ("sped_up", 5.0, 6.5), ("natural", 6.5, 8.0)]
-    assert found[1]["mean_speediness"] == pytest.approx(2.44)
+    assert found[1]["mean_speediness"] == pytest.approx(1.953125)
     summary = scoring.summary(v, fps)
     assert summary["frac_slow_motion"] == pytest.approx(21 / 80) and summary["frac_sped_up"] == pytest.approx(15 / 80)
 
