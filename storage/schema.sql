@@ -106,7 +106,7 @@ CREATE TABLE IF NOT EXISTS video_speediness (
     p10_speediness      DOUBLE,
     p90_speediness      DOUBLE,
     max_speediness      DOUBLE,
-    frac_slow_motion    DOUBLE,            -- share of frames with V ≥ 2
+    frac_slow_motion    DOUBLE,            -- share of frames with V ≥ 1.9 (natural at ~2x)
     frac_sped_up        DOUBLE,            -- share of frames with V < 1
     windows_run         INTEGER,
     windows_skipped     INTEGER,           -- budget mode: windows answered without the network
@@ -116,7 +116,7 @@ CREATE TABLE IF NOT EXISTS video_speediness (
     PRIMARY KEY (video_id, model_id)
 );
 
--- Runs of one kind in V(t): slow_motion = natural at ≥ 2x, sped_up = unnatural even at 1x.
+-- Runs of one kind in V(t): slow_motion = natural at ~2x (V ≥ 1.9), sped_up = unnatural even at 1x.
 CREATE TABLE IF NOT EXISTS segments (
     video_id        VARCHAR NOT NULL,
     model_id        VARCHAR NOT NULL,

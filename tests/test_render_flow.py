@@ -15,7 +15,7 @@ from flows.render import render_speedups
 from flows.score import score_library
 from speednet.media import VideoDecoder, probe_container
 
-LEVELS = 4  # speeds 1 … 2.44x: reaches slow motion (≥ 2x), quick on CPU
+LEVELS = 4  # speeds 1 … 2.44x: reaches slow motion (≥ 1.95x), quick on CPU
 HALF = 75  # frames per half of the slowed video
 
 

@@ -20,7 +20,7 @@ from flows.ingest import ingest_library
 from flows.score import score_library
 from storage import catalog, scores
 
-LEVELS = 4  # speeds 1 … 2.44x: reaches slow motion (≥ 2x), quick on CPU
+LEVELS = 4  # speeds 1 … 2.44x: reaches slow motion (≥ 1.95x), quick on CPU
 
 
 
@@ -56,7 +56,7 @@ def test_every_video_gets_frame_rows_a_summary_segments_and_maps_and_the_views_a
     by_name = {Path(p).name: (mean, slow, fast) for p, mean, slow, fast in rows(
         home, "SELECT path, mean_speediness, frac_slow_motion, frac_sped_up FROM video_speediness")}
     assert by_name["slowmo.mp4"][0] > by_name["natural.mp4"][0] > by_name["half2x.mp4"][0]
-    assert by_name["slowmo.mp4"][1] > 0.5, "footage at half speed still looks natural at ≥ 2x"
+    assert by_name["slowmo.mp4"][1] > 0.5, "footage at half speed still looks natural at ~2x"
     assert by_name["half2x.mp4"][2] > 0.3, "its 2x half looks sped up even at 1x"
 
     kinds = rows(home, "SELECT kind, sum(end_s - start_s) FROM segments s JOIN videos v USING (video_id) "
