@@ -34,6 +34,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", type=Path, nargs="+", help="Run folders, first stage first.")
     parser.add_argument("--out", type=Path, default=Path("var/bench/reference-curve.png"))
+    parser.add_argument("--first-step", type=int, default=0,
+                        help="Steps the first run's starting model had already trained (its stage's place in the whole).")
+    parser.add_argument("--title", default="reference model: natural vs 2x on fresh physics scenes")
     args = parser.parse_args()
 
     import matplotlib
@@ -41,7 +44,7 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points, offsets, offset, minutes = [], [], 0, 0.0
+    points, offsets, offset, minutes = [], [], args.first_step, 0.0
     for run in args.runs:
         history = stage_history(run)
         for record in history:
@@ -66,7 +69,7 @@ def main() -> None:
                       textcoords="offset points")
     axis.axhline(0.9, color="black", lw=0.6, ls=":")
     axis.set(xlabel="training steps (all stages)", ylabel="accuracy on 100 fresh scenes", ylim=(0.4, 1.02),
-             title="reference model: natural vs 2x on fresh physics scenes")
+             title=args.title)
     axis.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -130,7 +130,7 @@ def train(
                                                        "file or a registered model_id."),
     procedural_share: float = typer.Option(0.5, help="Share of batches drawn from fresh physics scenes (1: no library)."),
     domains: str = typer.Option("real,synthetic", help="Which ingested videos train, comma-separated."),
-    temporal_sampler: str = typer.Option("mixed", help="How versions are sampled in time: drops, regular, mixed, or "
+    temporal_sampler: str = typer.Option("decoupled", help="How versions are sampled in time: drops, regular, mixed, or "
                                                        "decoupled (fresh scenes: the stutter carries no label)."),
     curriculum_steps: int = typer.Option(0, help="Fresh scenes' sped-up rate narrows from 3-4x to the paper's 1.7-2.2x "
                                                  "over these steps (0: 2x from the start)."),

@@ -31,7 +31,7 @@ def train_speednet(
     domains: list[str] = list(DOMAINS),
     procedural_share: float = 0.5,
     init_from: str | None = None,
-    temporal_sampler: str = "mixed",
+    temporal_sampler: str = "decoupled",
     curriculum_steps: int = 0,
     ema_decay: float = 0.998,
     swa_from: int | None = None,
@@ -56,7 +56,10 @@ def train_speednet(
     of the EMA; ``bn_source="scenes"`` re-estimates the final BatchNorm statistics on the fresh
     calibration scenes at exact speeds (as scored) rather than on training batches;
     ``init_from`` fine-tunes from ``reference`` (the shipped model), a checkpoint file or a
-    registered model_id; ``domains`` says which ingested videos train ("real", "synthetic").
+    registered model_id; ``domains`` says which ingested videos train ("real", "synthetic");
+    ``temporal_sampler="decoupled"`` draws each fresh scene's versions at a physics speed from
+    their label's range through an independent frame stutter (library clips, whole frames
+    only, are sampled "mixed"), so V(t) at the scorer's in-between speeds reads motion.
     """
     log = get_run_logger()
     home = Path(data_home) if data_home else paths.data_home()
