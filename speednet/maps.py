@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.special import expit
 
 from speednet.model import SpeedNet, normalize_uint8, pool_logits
 from speednet.sampling import resize_short_side
@@ -36,7 +37,7 @@ class SpeedinessMap:
     @property
     def cells(self) -> np.ndarray:
         """(T', H', W') float32 P(sped up) of every cell."""
-        return 1.0 / (1.0 + np.exp(-self.cell_logits))
+        return expit(self.cell_logits)  # no overflow warning at large negative logits
 
     def hottest_cell(self) -> tuple[int, int]:
         """(row, column) of the cell most sure the clip is sped up, its logit averaged over the window's time.
