@@ -152,8 +152,9 @@ def train(
 
     domain_list = [d.strip() for d in domains.split(",") if d.strip()]
     try:  # the reasons a run cannot start, said in one line before Prefect starts (it would log a traceback)
+        # the flow's own checks of these settings
         TrainConfig(steps=steps, input_size=input_size, temporal_sampler=temporal_sampler, swa_from=swa_from,
-                    bn_source=bn_source, calibration_scenes=calibration_scenes, bn_recalibration_batches=1)  # the flow's own checks of these settings
+                    bn_source=bn_source, calibration_scenes=calibration_scenes, bn_recalibration_batches=1)
         resolve_init(init_from, str(paths.catalog_path()))
         if procedural_share < 1.0 or paths.catalog_path().exists():
             split_by_video.fn(str(paths.catalog_path()), 0.15, seed, tuple(domain_list), allow_empty=procedural_share == 1.0)

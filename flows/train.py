@@ -64,7 +64,8 @@ def train_speednet(
     log = get_run_logger()
     home = Path(data_home) if data_home else paths.data_home()
     catalog_path = str(paths.catalog_path(home))
-    config = TrainConfig(preset=preset, width=width, input_size=input_size, steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, seed=seed,
+    config = TrainConfig(preset=preset, width=width, input_size=input_size, steps=steps, batch_size=batch_size, lr=lr,
+                         warmup_steps=warmup_steps, seed=seed,
                          same_batch=same_batch, temporal_aug=temporal_aug, spatial_aug=spatial_aug,
                          loader_workers=loader_workers, checkpoint_every=checkpoint_every,
                          temporal_sampler=temporal_sampler, procedural_share=procedural_share,
