@@ -21,15 +21,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
+from scipy.special import expit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from speednet.model import load_checkpoint, normalize_uint8  # noqa: E402
-from speednet.sampling import resize_short_side  # noqa: E402
-from speednet.synthetic.library import render_frames  # noqa: E402
-from speednet.synthetic.scenes import sample_scene  # noqa: E402
-from speednet.synthetic.stream import EVALUATION_SEED, check_evaluation_seed  # noqa: E402
+from speednet.evaluation import clip_logits  # noqa: E402
+from speednet.model import load_checkpoint  # noqa: E402
+from speednet.scoring import version_indices  # noqa: E402
+from speednet.synthetic.stream import EVALUATION_SEED, evaluation_clips  # noqa: E402
 from storage import paths  # noqa: E402
 
 PHYSICS = (0.5, 1.0, 1.5625, 2.0)  # slow motion, natural, between, 2x
@@ -38,19 +37,19 @@ SEED = EVALUATION_SEED + 9
 
 
 def pattern_grid(model, scenes: int, seed: int = SEED) -> np.ndarray:
-    """Mean P(sped up), (len(PHYSICS), len(PATTERNS)), over ``scenes`` fresh library-shaped scenes."""
-    check_evaluation_seed(seed)
-    T, size = model.config.clip_frames, model.config.input_size
-    p = np.zeros((scenes, len(PHYSICS), len(PATTERNS)))
-    for k in range(scenes):
-        scene = sample_scene(np.random.default_rng([seed, k]))
-        start = float(np.random.default_rng([seed, k, 1]).uniform(0, max(scene.duration_s - 3, 0)))
-        items = [resize_short_side(np.concatenate(list(render_frames(
-                     scene, start + np.floor(np.arange(T) * rate + 1e-9) * (physics / rate) / scene.fps))), size)
-                 for physics in PHYSICS for rate in PATTERNS]
-        with torch.no_grad():
-            p[k] = torch.sigmoid(model(normalize_uint8(torch.stack(items)))).numpy().reshape(len(PHYSICS), len(PATTERNS))
-    return p.mean(axis=0)
+    """Mean P(sped up), (len(PHYSICS), len(PATTERNS)), over ``scenes`` fresh library-shaped scenes.
+
+    Every cell draws the same scenes from the same starts; frame j of cell (p, r) is the
+    scorer's frame at speed r (``version_indices``) of footage at physics speed p / r.
+    """
+    T = model.config.clip_frames
+    grid = np.zeros((len(PHYSICS), len(PATTERNS)))
+    for i, physics in enumerate(PHYSICS):
+        for j, rate in enumerate(PATTERNS):
+            clips = evaluation_clips(scenes, seed=seed, size_px=model.config.input_size, clip_frames=3 * T,
+                                     times=version_indices(0, T, rate) * (physics / rate))
+            grid[i, j] = np.mean(expit(clip_logits(model, clips)))
+    return grid
 
 
 def main() -> None:

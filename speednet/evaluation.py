@@ -16,6 +16,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from scipy.special import expit
 
 from speednet.model import SpeedNet, normalize_uint8
 from speednet.optical_flow import auc, fit_threshold, mean_flow_magnitude
@@ -81,16 +82,23 @@ def speednet_scores(model: SpeedNet, clips: list[np.ndarray], *, batch_size: int
     otherwise (seeded, so a report is repeatable).
     """
     config = model.config
+    rng = np.random.default_rng(seed)
+    versions = [version for clip in clips for version in sampled_versions(clip, config.clip_frames, sampler, rng)]
+    out = clip_logits(model, versions, batch_size=batch_size)
+    p = out if logits else expit(out)
+    return p[0::2], p[1::2]
+
+
+@torch.no_grad()
+def clip_logits(model: SpeedNet, clips: list[np.ndarray], *, batch_size: int = 16) -> np.ndarray:
+    """The sped-up logit of each clip as it is (T frames, any size: short side resized to the input size, whole frames)."""
     device = next(model.parameters()).device
     model.eval()
-    rng = np.random.default_rng(seed)
-    items = [resize_short_side(version, config.input_size) for clip in clips
-             for version in sampled_versions(clip, config.clip_frames, sampler, rng)]
-    p = np.zeros(len(items))
+    items = [resize_short_side(clip, model.config.input_size) for clip in clips]
+    out = np.zeros(len(items))
     for chunk in _chunks_by_shape(items, batch_size):
-        out = model(normalize_uint8(torch.stack([items[i] for i in chunk])).to(device)).float()
-        p[chunk] = (out if logits else torch.sigmoid(out)).cpu().numpy()
-    return p[0::2], p[1::2]
+        out[chunk] = model(normalize_uint8(torch.stack([items[i] for i in chunk])).to(device)).float().cpu().numpy()
+    return out
 
 
 def decision_threshold(model: SpeedNet, clips: list[np.ndarray]) -> float:

@@ -11,10 +11,10 @@ defences is one switch of ``AugmentConfig``, so its ablation table can be re-run
   random drops ("drops"), regular resampling at the drawn rate ("regular"), or either
   at random per version ("mixed", so jerkiness no longer tells the label). Resampling at a
   rate between 1 and 2 leaves a stutter (steps of 1 and 2 frames) whose strength follows
-  the rate, so under "mixed" the stutter still tells the label: a reference model trained so
-  called natural physics resampled at 1.56x (steps 1, 2, 1, 2, …) sped up 78% of the time,
-  and slow motion so resampled 63% (bench/stutter.py). "decoupled" (drawn scenes only) cuts that tie: each version
-  shows physics at a speed p from its label's range through the frame pattern of an
+  the rate, so under "mixed" the stutter still tells the label: a reference model trained
+  so called natural physics resampled at 1.56x (steps 1, 2, 1, 2, …) sped up 82% of the
+  time, and slow motion so resampled 68% (bench/stutter.py). "decoupled" (drawn scenes
+  only) cuts that tie: each version shows physics at a speed p from its label's range through the frame pattern of an
   independent rate r, frame j at time floor(j·r)·p/r (random drops at rate r likewise);
 - spatial: a random N×N resize (blur hides compression jitter, scale breaks "big motion
   = fast"), random crop and flip;

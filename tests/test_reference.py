@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from speednet.evaluation import speednet_accuracy
+from speednet.evaluation import clip_logits, speednet_accuracy
 from speednet.model import build_speednet, load_checkpoint, save_checkpoint
+from speednet.scoring import version_indices
 from speednet.synthetic.stream import EVALUATION_SEED, evaluation_clips
 from storage import paths
 from storage.clip_dataset import ClipSource
@@ -32,26 +33,14 @@ def test_the_shipped_reference_model_reads_physics_not_the_stutter_of_resampling
 
     Fresh scenes at natural physics shown through that stutter (frame j at time floor(j·1.5625)/1.5625)
     must look natural, and smooth 2x physics sped up; the reference before stage 3 called the first
-    sped up 78% of the time (bench/stutter.py).
+    sped up 82% of the time in bench/stutter.py and fails this test (0.04 of 24 called natural).
     """
-    from speednet.model import normalize_uint8
-    from speednet.sampling import resize_short_side
-    from speednet.synthetic.library import render_frames
-    from speednet.synthetic.scenes import sample_scene
-
     model, config, _ = load_checkpoint(paths.REFERENCE_CHECKPOINT)
     T, rate = config.clip_frames, 1.5625
-    p_sped_up = []  # (stuttered natural, smooth 2x) per scene; scenes differ in frame shape
-    for k in range(24):
-        scene = sample_scene(np.random.default_rng([EVALUATION_SEED + 3, k]))
-        start = float(np.random.default_rng([EVALUATION_SEED + 3, k, 1]).uniform(0, max(scene.duration_s - 3, 0)))
-        versions = [resize_short_side(np.concatenate(list(render_frames(scene, start + times / scene.fps))),
-                                      config.input_size)
-                    for times in (np.floor(np.arange(T) * rate) / rate, np.arange(T) * 2.0)]
-        with torch.no_grad():
-            p_sped_up.append(torch.sigmoid(model(normalize_uint8(torch.stack(versions)))))
-    p_stuttered, p_fast = torch.stack(p_sped_up).T
-    assert (p_stuttered < 0.5).float().mean() >= 0.7 and (p_fast >= 0.5).float().mean() >= 0.7
+    stuttered, fast = (clip_logits(model, evaluation_clips(24, seed=EVALUATION_SEED + 3, size_px=config.input_size,
+                                                           clip_frames=3 * T, times=times))
+                       for times in (version_indices(0, T, rate) / rate, np.arange(T) * 2.0))
+    assert np.mean(stuttered < 0) >= 0.7 and np.mean(fast >= 0) >= 0.7
 
 
 def test_init_from_reference_resolves_to_the_shipped_file_and_a_few_steps_run(tmp_path):

@@ -131,15 +131,18 @@ class SceneClipBatches(IterableDataset):
                 yield self.make_batch(clips, rng=rng, augment=self.augment_at(step))
 
 
-def evaluation_clips(count: int, *, seed: int = EVALUATION_SEED, size_px: int = 64, clip_frames: int = 48) -> list[np.ndarray]:
+def evaluation_clips(count: int, *, seed: int = EVALUATION_SEED, size_px: int = 64, clip_frames: int = 48,
+                     times: np.ndarray | None = None) -> list[np.ndarray]:
     """Held-out natural-speed clips, (clip_frames, H, W, 3) uint8, short side ``size_px``, whole frames.
 
     Scene k is scene k of ``write_synthetic_library(seed=seed)`` (drawn at its library size,
     then resized as decoding does), from a random start: the in-memory twin of the files the
-    reference model's targets are measured on.
+    reference model's targets are measured on. ``times`` (in natural frame periods from that
+    start, each below ``clip_frames``) draws other frames than 0 … clip_frames − 1: footage at
+    another physics speed, or through another frame pattern (bench/stutter.py).
     """
     check_evaluation_seed(seed)
-    return _library_clips([[seed, index] for index in range(count)], size_px, clip_frames)
+    return _library_clips([[seed, index] for index in range(count)], size_px, clip_frames, times)
 
 
 def calibration_clips(count: int, *, run_seed: int, size_px: int = 64, clip_frames: int = 48) -> list[np.ndarray]:
@@ -152,15 +155,19 @@ def calibration_clips(count: int, *, run_seed: int, size_px: int = 64, clip_fram
                           clip_frames)
 
 
-def _library_clips(seeds: list[list[int]], size_px: int, clip_frames: int) -> list[np.ndarray]:
-    """One clip per seed: a library scene from ``seed``, ``clip_frames`` frames from a random start, resized."""
+def _library_clips(seeds: list[list[int]], size_px: int, clip_frames: int,
+                   times: np.ndarray | None = None) -> list[np.ndarray]:
+    """One clip per seed: a library scene from ``seed``, ``clip_frames`` frames (or ``times``) from a random start, resized."""
     from speednet.sampling import resize_short_side
 
+    times = np.arange(clip_frames) if times is None else np.asarray(times, dtype=np.float64)
+    if times.min() < 0 or times.max() >= clip_frames:
+        raise ValueError(f"times must lie in [0, {clip_frames}) frame periods, got {times.min():g} … {times.max():g}")
     clips = []
     for seed in seeds:
         scene = sample_scene(np.random.default_rng(seed))
         span_s = clip_frames / scene.fps
         start_s = float(np.random.default_rng([*seed, 1]).uniform(0.0, max(scene.duration_s - span_s, 0.0)))
-        frames = np.concatenate(list(render_frames(scene, start_s + np.arange(clip_frames) / scene.fps)))
+        frames = np.concatenate(list(render_frames(scene, start_s + times / scene.fps)))
         clips.append(resize_short_side(frames, size_px).numpy())
     return clips
