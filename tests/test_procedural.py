@@ -76,6 +76,14 @@ def test_evaluation_clips_are_the_evaluation_librarys_scenes_at_the_model_size()
     assert np.array_equal(clips[0], evaluation_clips(1, clip_frames=3 * T)[0])  # repeatable
 
 
+def test_evaluation_clips_drawn_at_other_times_are_the_same_scenes_at_those_times():
+    whole = evaluation_clips(2, clip_frames=3 * T)
+    halves = evaluation_clips(2, clip_frames=3 * T, times=np.arange(0, 2 * T, 2))  # every second frame: 2x
+    assert all(np.array_equal(h, w[0:2 * T:2]) for h, w in zip(halves, whole))
+    with pytest.raises(ValueError, match="times must lie in"):
+        evaluation_clips(1, clip_frames=3 * T, times=np.array([0.0, 3 * T]))
+
+
 def test_regular_sampling_resamples_at_the_drawn_rate_without_random_drops():
     rng = np.random.default_rng(0)
     for sped_up, (low, high) in ((False, (1.0, 1.2)), (True, (1.7, 2.2))):

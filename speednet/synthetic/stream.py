@@ -133,7 +133,7 @@ class SceneClipBatches(IterableDataset):
 
 def evaluation_clips(count: int, *, seed: int = EVALUATION_SEED, size_px: int = 64, clip_frames: int = 48,
                      times: np.ndarray | None = None) -> list[np.ndarray]:
-    """Held-out natural-speed clips, (clip_frames, H, W, 3) uint8, short side ``size_px``, whole frames.
+    """Held-out natural-speed clips, (clip_frames or len(times), H, W, 3) uint8, short side ``size_px``, whole frames.
 
     Scene k is scene k of ``write_synthetic_library(seed=seed)`` (drawn at its library size,
     then resized as decoding does), from a random start: the in-memory twin of the files the
