@@ -127,12 +127,16 @@ CREATE TABLE IF NOT EXISTS segments (
     mean_p_natural  DOUBLE                 -- mean P(natural) at 1x over the segment
 );
 
--- V(t) per frame, derived from frame_scores with each video's ρ.
+-- V(t) per frame, derived from frame_scores with each video's ρ: the largest speed up to which
+-- every speed is judged natural (speednet.scoring.speediness), 0 where 1x is not.
 CREATE OR REPLACE VIEW frame_speediness AS
-    SELECT f.video_id, f.model_id, f.frame, any_value(f.t_seconds) AS t_seconds,
-           coalesce(max(f.speed) FILTER (WHERE f.p_natural > v.rho), 0) AS speediness
-    FROM frame_scores f JOIN video_speediness v USING (video_id, model_id)
-    GROUP BY f.video_id, f.model_id, f.frame;
+    SELECT video_id, model_id, frame, any_value(t_seconds) AS t_seconds,
+           coalesce(max(speed) FILTER (WHERE speed < first_unnatural), 0) AS speediness
+    FROM (SELECT f.video_id, f.model_id, f.frame, f.t_seconds, f.speed,
+                 coalesce(min(f.speed) FILTER (WHERE f.p_natural <= v.rho)
+                          OVER (PARTITION BY f.video_id, f.model_id, f.frame), 'infinity'::DOUBLE) AS first_unnatural
+          FROM frame_scores f JOIN video_speediness v USING (video_id, model_id))
+    GROUP BY video_id, model_id, frame;
 
 -- Slow-motion stretches with their file, longest first (add `WHERE duration_s > 2`).
 CREATE OR REPLACE VIEW slow_motion_segments AS

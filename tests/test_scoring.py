@@ -37,14 +37,15 @@ def test_dense_stretches_cover_exactly_the_windows_sliding_mode_runs():
         assert covered == windows, level
 
 
-def test_speediness_is_the_largest_speed_still_judged_natural():
+def test_speediness_is_the_largest_speed_up_to_which_every_speed_is_judged_natural():
     speeds = np.array([1.0, 1.25, 1.5625, 1.953125, 2.44140625])
-    p = np.array([[0.9, 0.9, 0.2, 0.9],
-                  [0.8, 0.9, 0.1, 0.9],
-                  [0.4, 0.8, 0.1, 0.9],
-                  [0.3, 0.7, 0.1, 0.2],
-                  [0.2, 0.1, 0.1, 0.9]])  # a natural speed above an unnatural one still counts
-    assert scoring.speediness(p, speeds, rho=0.5).tolist() == [1.25, 1.953125, 0.0, 2.44140625]
+    p = np.array([[0.9, 0.9, 0.2, 0.9, 0.3],
+                  [0.8, 0.9, 0.1, 0.9, 0.9],
+                  [0.4, 0.8, 0.1, 0.9, 0.9],
+                  [0.3, 0.7, 0.1, 0.2, 0.9],
+                  [0.2, 0.1, 0.1, 0.9, 0.9]])  # a natural answer above an unnatural speed does not count
+    assert scoring.speediness(p, speeds, rho=0.5).tolist() == [1.25, 1.953125, 0.0, 1.5625, 0.0]
+    assert scoring.speediness(p, speeds, rho=0.05).tolist() == [2.44140625] * 5
 
 
 def test_segments_split_v_into_slow_motion_natural_and_sped_up_runs():
