@@ -302,7 +302,7 @@ def score(
         for row in rows:
             table.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()))
         Console().print(table)
-        console.print("V(t) = largest speed still judged natural (≥ 2: slow motion, < 1: sped up already); "
+        console.print("V(t) = largest speed up to which it looks natural (≥ 1.9: slow motion, < 1: sped up already); "
                       "p@s = P(natural) at speed s" + ("" if all_speeds else "; every speed: --all-speeds or --json"))
     if plot:
         from tasks.plots import plot_speediness

@@ -27,8 +27,8 @@ Modes:
   only where the next lower speed still looked natural around its centre, and windows
   with almost no motion are not run either (a static shot looks natural at any speed).
   A window not run inherits the lower speed's P(natural); V(t) stops at the first
-  unnatural speed anyway, so it is what full scoring gives, up to where window centres
-  fall and the static windows.
+  unnatural speed anyway, so it is what full scoring gives, apart from interpolation
+  between window centres and the static windows it skips.
 
 Windows run in groups, one per ``chunk_frames`` of source (by the last frame they need),
 lowest speed first within a group, so budget mode sees the lower speed's answers while
