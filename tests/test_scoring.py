@@ -10,6 +10,7 @@ from _pan import write_pan_video
 from speednet import scoring
 from speednet.model import build_speednet
 from speednet.scoring import ScoreConfig
+from storage import catalog
 from tasks.score import per_second_table, score_file
 
 
@@ -126,3 +127,24 @@ def test_files_that_cannot_be_scored_raise_their_typed_error(media, kind):
     with pytest.raises(MediaError) as raised:
         score_file(str(media[kind]), build_speednet(preset="cpu").eval(), ScoreConfig(levels=1))
     assert raised.value.kind == EXPECTED_KIND[kind] and str(media[kind]) in str(raised.value)
+
+
+def test_the_frame_speediness_view_gives_the_same_v_as_the_scorer(tmp_path):
+    speeds = np.array([1.0, 1.25, 1.5625, 1.953125, 2.44140625], dtype=np.float32)
+    p = np.array([[0.9, 0.9, 0.2, 0.9, 0.3, 0.9],
+                  [0.8, 0.9, 0.1, 0.9, 0.9, 0.9],
+                  [0.4, 0.8, 0.1, 0.9, 0.9, 0.9],
+                  [0.3, 0.7, 0.1, 0.2, 0.9, 0.9],
+                  [0.2, 0.1, 0.1, 0.9, 0.9, 0.9]], dtype=np.float32)
+    con = catalog.connect(tmp_path / "catalog.duckdb")
+    try:
+        con.execute("INSERT INTO video_speediness (video_id, model_id, status, rho, scored_at) "
+                    "VALUES ('v', 'm', 'scored', 0.5, now())")
+        rows = [("v", "m", frame, frame / 10.0, float(speed), float(p[level, frame]))
+                for level, speed in enumerate(speeds) for frame in range(p.shape[1])]
+        con.executemany("INSERT INTO frame_scores VALUES (?, ?, ?, ?, ?, ?)", rows)
+        from_view = [v for _, v in con.execute("SELECT frame, speediness FROM frame_speediness ORDER BY frame").fetchall()]
+    finally:
+        con.close()
+    np.testing.assert_allclose(from_view, scoring.speediness(p, speeds, rho=0.5), rtol=1e-6)
+    assert from_view[3] == pytest.approx(1.5625) and from_view[4] == 0.0  # natural above unnatural does not count
