@@ -9,8 +9,9 @@ speediness V(t) is the largest speed up to which every speed is judged natural
 sped up). *Chosen* over the paper's max_i X^i·[P_i(t) > ρ]: played faster, footage cannot
 look more natural, so a "natural" above an unnatural speed is a wrong answer (a still
 stretch, a window straddling a cut), and the max let one such answer at any of ten speeds
-lift V(t). On the sample library it turned 2x stretches into "natural" (bench/segment_validity.py:
-2x frames labelled sped up 0.79 under the max, 0.90 under this rule, same scores).
+lift V(t). On the sample library it turned 2x stretches into "natural": recomputed from one
+demo catalog's stored scores, 0.79 of 2x frames were labelled sped up under the max, 0.90
+under this rule (docs/BENCHMARKS.md, segment validity).
 
 Frames arrive through a ``read(start, stop)`` callback in chunks and leave the buffer
 once no pending window needs them, so memory is bounded by the chunk plus the longest

@@ -11,6 +11,7 @@ from speednet import scoring
 from speednet.model import build_speednet
 from speednet.scoring import ScoreConfig
 from storage import catalog
+from storage.scores import frame_score_table, write_scored
 from tasks.score import per_second_table, score_file
 
 
@@ -136,13 +137,10 @@ def test_the_frame_speediness_view_gives_the_same_v_as_the_scorer(tmp_path):
                   [0.4, 0.8, 0.1, 0.9, 0.9, 0.9],
                   [0.3, 0.7, 0.1, 0.2, 0.9, 0.9],
                   [0.2, 0.1, 0.1, 0.9, 0.9, 0.9]], dtype=np.float32)
-    con = catalog.connect(tmp_path / "catalog.duckdb")
+    path = tmp_path / "catalog.duckdb"
+    write_scored(path, {"video_id": "v", "model_id": "m", "rho": 0.5}, frame_score_table("v", "m", speeds, p, fps=10.0), [])
+    con = catalog.connect(path, read_only=True)
     try:
-        con.execute("INSERT INTO video_speediness (video_id, model_id, status, rho, scored_at) "
-                    "VALUES ('v', 'm', 'scored', 0.5, now())")
-        rows = [("v", "m", frame, frame / 10.0, float(speed), float(p[level, frame]))
-                for level, speed in enumerate(speeds) for frame in range(p.shape[1])]
-        con.executemany("INSERT INTO frame_scores VALUES (?, ?, ?, ?, ?, ?)", rows)
         from_view = [v for _, v in con.execute("SELECT frame, speediness FROM frame_speediness ORDER BY frame").fetchall()]
     finally:
         con.close()
