@@ -136,6 +136,9 @@ def train(
                                                  "over these steps (0: 2x from the start)."),
     swa_from: Optional[int] = typer.Option(None, min=0, help="Deliver the mean of the weights from this step on "
                                                              "(stochastic weight averaging) instead of their EMA."),
+    pair_centring: Optional[float] = typer.Option(None, min=0.0, help="Weight of a penalty on the midpoint of each "
+                                                  "scene's two logits (natural, sped up): asks every pair to straddle "
+                                                  "the cut, not lean on the scene's pixel speed."),
     bn_source: str = typer.Option("training", help="Final BatchNorm statistics from 'training' batches or from the "
                                                    "fresh calibration 'scenes' at exact 1x/2x (as scored)."),
     calibration_scenes: int = typer.Option(100, min=0, help="Fresh scenes the decision threshold is fitted on "
@@ -154,7 +157,8 @@ def train(
     try:  # the reasons a run cannot start, said in one line before Prefect starts (it would log a traceback)
         # the flow's own checks of these settings
         TrainConfig(steps=steps, input_size=input_size, temporal_sampler=temporal_sampler, swa_from=swa_from,
-                    bn_source=bn_source, calibration_scenes=calibration_scenes, bn_recalibration_batches=1)
+                    bn_source=bn_source, calibration_scenes=calibration_scenes, bn_recalibration_batches=1,
+                    pair_centring=pair_centring)
         resolve_init(init_from, str(paths.catalog_path()))
         if procedural_share < 1.0 or paths.catalog_path().exists():
             split_by_video.fn(str(paths.catalog_path()), 0.15, seed, tuple(domain_list), allow_empty=procedural_share == 1.0)
@@ -164,8 +168,8 @@ def train(
         result = train_speednet(preset=preset, width=width, input_size=input_size, steps=steps, batch_size=batch_size,
                                 lr=lr, init_from=init_from,
                                 procedural_share=procedural_share, domains=domain_list, temporal_sampler=temporal_sampler,
-                                curriculum_steps=curriculum_steps, swa_from=swa_from, bn_source=bn_source,
-                                calibration_scenes=calibration_scenes, eval_every=eval_every, seed=seed, nproc=nproc,
+                                curriculum_steps=curriculum_steps, swa_from=swa_from, pair_centring=pair_centring,
+                                bn_source=bn_source, calibration_scenes=calibration_scenes, eval_every=eval_every, seed=seed, nproc=nproc,
                                 resume=resume)
     except (ValueError, FileNotFoundError) as e:
         _cannot("train", e)

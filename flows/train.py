@@ -35,6 +35,7 @@ def train_speednet(
     curriculum_steps: int = 0,
     ema_decay: float = 0.998,
     swa_from: int | None = None,
+    pair_centring: float | None = None,
     bn_recalibration_batches: int = 30,
     bn_source: str = "training",
     calibration_scenes: int = 100,
@@ -53,7 +54,8 @@ def train_speednet(
     ``width`` overrides the preset's channel multiplier (more capacity, slower steps);
     ``input_size`` the short side the model sees (default: ``init_from``'s, else the preset's);
     ``swa_from`` delivers the equal-weight mean of the weights from that step on (SWA) instead
-    of the EMA; ``bn_source="scenes"`` re-estimates the final BatchNorm statistics on the fresh
+    of the EMA; ``pair_centring`` weighs a penalty on the midpoint of each scene's two logits
+    (``speednet.model.pair_centring_penalty``); ``bn_source="scenes"`` re-estimates the final BatchNorm statistics on the fresh
     calibration scenes at exact speeds (as scored) rather than on training batches;
     ``init_from`` fine-tunes from ``reference`` (the shipped model), a checkpoint file or a
     registered model_id; ``domains`` says which ingested videos train ("real", "synthetic");
@@ -70,6 +72,7 @@ def train_speednet(
                          loader_workers=loader_workers, checkpoint_every=checkpoint_every,
                          temporal_sampler=temporal_sampler, procedural_share=procedural_share,
                          curriculum_steps=curriculum_steps, ema_decay=ema_decay, swa_from=swa_from, eval_every=eval_every,
+                         pair_centring=pair_centring,
                          eval_scenes=eval_scenes, bn_recalibration_batches=bn_recalibration_batches, bn_source=bn_source,
                          calibration_scenes=calibration_scenes,
                          init_from=resolve_init(init_from, catalog_path))

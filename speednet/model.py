@@ -194,6 +194,21 @@ def pool_logits(logit_map: torch.Tensor) -> torch.Tensor:
     return logit_map.amax(dim=(2, 3)).mean(dim=1)
 
 
+def pair_centring_penalty(logits: torch.Tensor) -> torch.Tensor:
+    """Mean squared midpoint of each (natural, sped-up) pair's two logits, for a same-batch batch.
+
+    Item i and item i + N/2 are one clip at both speeds (``speednet.sampling.make_batch``).
+    Their midpoint is what the two answers share: the scene's look, scale and pixel speed,
+    none of which says whether the footage is sped up. A network that leans on them ranks a
+    scene's two versions right yet puts both on one side of the cut (fast scenes both "sped
+    up", still ones both "natural"); this term asks every pair to straddle the cut instead.
+    """
+    n = logits.shape[0] // 2
+    if logits.shape[0] != 2 * n or n == 0:
+        raise ValueError(f"a same-batch batch holds pairs: got {logits.shape[0]} logits")
+    return ((logits[:n] + logits[n:]) / 2).pow(2).mean()
+
+
 def p_natural(logits: torch.Tensor) -> torch.Tensor:
     """P(natural speed) from the model's sped-up logits: 1 − σ(logit) = σ(−logit)."""
     return torch.sigmoid(-logits)

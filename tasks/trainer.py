@@ -32,7 +32,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from speednet.model import (MIN_INPUT_SIZE, SpeedNet, SpeedNetConfig, build_speednet, checkpoint_config,
-                            load_weights_into, save_checkpoint)
+                            load_weights_into, pair_centring_penalty, save_checkpoint)
 from speednet.sampling import SPED_UP_RATE, AugmentConfig, make_batch
 from speednet.synthetic.stream import SceneClipBatches, SceneStreamConfig
 from storage.clip_dataset import ClipSource, ShardClipBatches, seed_worker
@@ -81,6 +81,7 @@ class TrainConfig:
     bn_source: str = "training"  # ... of training batches, or "scenes": all calibration scenes at exact 1x and 2x
     calibration_scenes: int = 0  # then fit the decision threshold on this many fresh exact-speed scenes (0: keep 0.5)
     init_from: str | None = None  # checkpoint whose weights start the run (fine-tuning); same architecture
+    pair_centring: float | None = None  # weight of speednet.model.pair_centring_penalty beside the loss (None: off)
 
     def __post_init__(self):
         if not 0.0 <= self.procedural_share <= 1.0:
@@ -99,6 +100,9 @@ class TrainConfig:
             raise ValueError(f"bn_source must be one of {BN_SOURCES}, got {self.bn_source!r}")
         if self.bn_source == "scenes" and self.bn_recalibration_batches and not self.calibration_scenes:
             raise ValueError("bn_source='scenes' re-estimates BatchNorm on the calibration scenes: set calibration_scenes > 0")
+        if self.pair_centring is not None and (self.pair_centring < 0 or not self.same_batch):
+            raise ValueError(f"pair_centring needs same_batch pairs and a weight >= 0, got {self.pair_centring}"
+                             f"{'' if self.same_batch else ' with same_batch off'}")
         self.augment  # noqa: B018 -- validates the sampler
 
     @property
@@ -248,6 +252,8 @@ def train(config: TrainConfig, source: ClipSource, out_dir: str | Path, *, resum
         with torch.autocast(device.type, dtype=torch.bfloat16 if device.type == "cuda" else torch.float32, enabled=use_amp):
             logits = net(x)
         loss = F.binary_cross_entropy_with_logits(logits.float(), labels)
+        if config.pair_centring:
+            loss = loss + config.pair_centring * pair_centring_penalty(logits.float())
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -319,7 +325,7 @@ def _delivered(model: SpeedNet, ema: AveragedModel | None, swa: AveragedModel | 
 # re-does only its ending (from last.pt), so they are not part of a run's identity.
 FINISHING_FIELDS = ("calibration_scenes", "bn_source")
 # Settings added after runs were made with this code, None when off.
-LATER_FIELDS = ("width", "swa_from", "input_size")
+LATER_FIELDS = ("width", "swa_from", "input_size", "pair_centring")
 
 
 def run_identity(config: TrainConfig) -> str:

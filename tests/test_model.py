@@ -10,8 +10,8 @@ import torch
 
 from speednet.model import (EMBED_DIM, MIN_CLIP_FRAMES, PRESETS, S3D_KINETICS_HEAD_PARAMS, S3D_REFERENCE_PARAMS,
                             FeatureGating, SpeedNet, build_speednet, count_parameters, feature_grid,
-                            load_checkpoint, load_weights_into, normalize_uint8, p_natural, pool_logits,
-                            save_checkpoint)
+                            load_checkpoint, load_weights_into, normalize_uint8, p_natural, pair_centring_penalty,
+                            pool_logits, save_checkpoint)
 
 # Output widths of the four branches of Mixed_3b … Mixed_5c in S3D's table (torchvision's s3d).
 S3D_BRANCH_OUTPUTS = [
@@ -130,6 +130,33 @@ def test_a_few_training_steps_lower_the_loss_and_change_the_weights():
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
     assert all(not torch.equal(before[k], v) for k, v in model.state_dict().items() if k.endswith("weight"))
+
+
+def test_pair_centring_penalty_is_what_a_scenes_two_answers_share_not_how_far_apart_they_are():
+    natural, sped_up = torch.tensor([-3.0, -1.0]), torch.tensor([3.0, 1.0])  # two scenes, each pair straddling 0
+    assert pair_centring_penalty(torch.cat([natural, sped_up])) == 0
+    assert pair_centring_penalty(torch.cat([natural + 2, sped_up + 2])) == pytest.approx(4.0)  # a fast scene: both up
+    assert pair_centring_penalty(torch.cat([natural * 5, sped_up * 5])) == 0  # a wider gap costs nothing
+    assert pair_centring_penalty(torch.tensor([-5.0, 1.0, 5.0, 3.0])) == pytest.approx((0 + 2 ** 2) / 2)
+    with pytest.raises(ValueError, match="pairs"):
+        pair_centring_penalty(torch.zeros(3))
+
+
+def test_the_pair_centring_term_trains_a_shared_offset_away():
+    torch.manual_seed(0)
+    model = build_speednet(preset="cpu", dropout=0.0).train()
+    with torch.no_grad():
+        model.head[1].bias.fill_(4.0)  # every answer "sped up": pairs ranked or not, none straddles the cut
+    x = clips(8, seed=2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    penalties = []
+    for _ in range(15):
+        penalty = pair_centring_penalty(model(x))
+        optimizer.zero_grad()
+        penalty.backward()
+        optimizer.step()
+        penalties.append(penalty.item())
+    assert penalties[0] > 4 and penalties[-1] < 0.1 * penalties[0]
 
 
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):

@@ -150,7 +150,7 @@ def test_procedural_training_runs_and_reports_held_out_samplers(tmp_path):
 
     config = TrainConfig(steps=3, batch_size=4, procedural_share=1.0, temporal_sampler="mixed", ema_decay=0.9,
                          eval_every=2, eval_scenes=3, bn_recalibration_batches=1, log_every=1, loader_workers=0,
-                         checkpoint_every=3, curriculum_steps=2)
+                         checkpoint_every=3, curriculum_steps=2, pair_centring=0.5)
     result = train(config, ClipSource({}), tmp_path / "run")
     reports = [h["held_out"] for h in result["history"] if "held_out" in h]
     assert [h["step"] for h in result["history"] if "held_out" in h] == [2, 3]

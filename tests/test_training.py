@@ -224,9 +224,20 @@ def test_a_run_is_identified_by_what_shapes_its_steps_not_by_how_it_finishes():
     assert run_identity(base) != run_identity(dataclasses.replace(base, steps=200))
     # runs from before `width` existed keep their folder; a width of its own is another run
     assert run_identity(base) == repr(base).replace(", width=None", "").replace(", swa_from=None", "") \
-        .replace(", input_size=None", "") \
+        .replace(", input_size=None", "").replace(", pair_centring=None", "") \
         .replace(", bn_source='training'", "").replace(", calibration_scenes=0", "")
     assert run_identity(base) != run_identity(dataclasses.replace(base, width=0.5))
     assert run_identity(base) != run_identity(dataclasses.replace(base, input_size=80))
     assert run_identity(base) != run_identity(dataclasses.replace(base, swa_from=50))
+    assert run_identity(base) != run_identity(dataclasses.replace(base, pair_centring=0.02))
     assert run_identity(base) == run_identity(dataclasses.replace(base, bn_source="scenes"))
+
+
+def test_pair_centring_is_refused_without_same_batch_pairs_or_with_a_negative_weight():
+    from tasks.trainer import TrainConfig
+
+    with pytest.raises(ValueError, match="same_batch off"):
+        TrainConfig(pair_centring=0.1, same_batch=False)
+    with pytest.raises(ValueError, match=">= 0"):
+        TrainConfig(pair_centring=-1.0)
+    assert TrainConfig(pair_centring=0.0).pair_centring == 0.0  # weight 0: the plain loss
