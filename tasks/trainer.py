@@ -221,7 +221,7 @@ def train(config: TrainConfig, source: ClipSource, out_dir: str | Path, *, resum
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True) \
         if config.ema_decay else None
     # stochastic weight averaging (Izmailov et al. 2018): an equal-weight mean of the weights after every step from swa_from
-    swa = AveragedModel(model, use_buffers=True) if config.swa_from is not None else None
+    swa = AveragedModel(model, multi_avg_fn=swa_mean_update, use_buffers=True) if config.swa_from is not None else None
     if resuming:
         extra = load_weights_into(model, checkpoint)
         optimizer.load_state_dict(extra["optimizer"])
@@ -312,6 +312,18 @@ def train(config: TrainConfig, source: ClipSource, out_dir: str | Path, *, resum
         save_checkpoint(final, delivered, extra={"step": config.steps, "history": history,
                                                  "train_config": dataclasses.asdict(config)})
     return {"steps": config.steps, "history": history, "checkpoint": str(final)}
+
+
+def swa_mean_update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor | int) -> None:
+    """SWA's running mean in place: ``averaged += (current - averaged) / (n + 1)``; integer buffers follow the model.
+
+    torch's own foreach update refuses integer tensors on CUDA (BatchNorm's batch counter is
+    one; ``AveragedModel`` groups tensors by dtype, so a list is all float or all integer).
+    """
+    if not averaged[0].is_floating_point():
+        torch._foreach_copy_(averaged, current)
+        return
+    torch._foreach_lerp_(averaged, current, 1.0 / (float(num_averaged) + 1.0))
 
 
 def _delivered(model: SpeedNet, ema: AveragedModel | None, swa: AveragedModel | None) -> SpeedNet:

@@ -233,3 +233,17 @@ def test_bn_source_scenes_re_estimates_batchnorm_on_the_calibration_scenes_at_ex
     for name in bn:
         torch.testing.assert_close(modules_final[name].running_mean, modules_expected[name].running_mean)
         torch.testing.assert_close(modules_final[name].running_var, modules_expected[name].running_var)
+
+
+def test_swa_mean_update_keeps_a_running_mean_of_floats_and_lets_integer_buffers_follow():
+    """The update torch's foreach SWA refuses on CUDA (integer BatchNorm counters): a mean for floats, a copy for ints."""
+    from tasks.trainer import swa_mean_update
+
+    points = [torch.tensor([1.0, -2.0]), torch.tensor([3.0, 4.0]), torch.tensor([5.0, 7.0])]
+    averaged = [points[0].clone()]
+    for n, point in enumerate(points[1:], start=1):
+        swa_mean_update(averaged, [point], torch.tensor(n))
+    torch.testing.assert_close(averaged[0], torch.stack(points).mean(0))
+    counter = [torch.tensor(3, dtype=torch.long)]
+    swa_mean_update(counter, [torch.tensor(9, dtype=torch.long)], 1)
+    assert counter[0].dtype == torch.long and int(counter[0]) == 9
