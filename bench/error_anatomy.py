@@ -28,8 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from speednet.evaluation import speednet_scores  # noqa: E402
 from speednet.model import load_checkpoint  # noqa: E402
 from speednet.synthetic.library import object_tracks_px  # noqa: E402
-from speednet.synthetic.scenes import sample_scene  # noqa: E402
-from speednet.synthetic.stream import CALIBRATION_STREAM, calibration_clips, stream_seed  # noqa: E402
+from speednet.synthetic.stream import CALIBRATION_STREAM, calibration_clips, library_scene, stream_seed  # noqa: E402
 from storage import paths  # noqa: E402
 
 ANATOMY_RUN_SEED = 424_242  # a run seed no shipped model was trained or calibrated with
@@ -39,9 +38,7 @@ SIZE_ATTRIBUTES = {"ball": "radius_m", "pendulum": "bob_radius_m", "slide": "hal
 
 def scene_facts(seed: list[int], input_size: int, clip_frames: int) -> dict:
     """Ground truth of one calibration scene over the 2T natural frames its exact 2x version spans."""
-    scene = sample_scene(np.random.default_rng(seed))
-    span_s = 3 * clip_frames / scene.fps  # the clip calibration_clips draws, from the same start
-    start_s = float(np.random.default_rng([*seed, 1]).uniform(0.0, max(scene.duration_s - span_s, 0.0)))
+    scene, start_s = library_scene(seed, 3 * clip_frames)  # the clip calibration_clips draws
     scale = input_size / min(scene.width, scene.height)
     tracks = object_tracks_px(scene, start_s + np.arange(2 * clip_frames) / scene.fps)
     steps = np.array([np.hypot(np.diff(t["x_px"]), np.diff(t["y_px"])) for t in tracks]) * scale

@@ -247,3 +247,16 @@ def test_swa_mean_update_keeps_a_running_mean_of_floats_and_lets_integer_buffers
     counter = [torch.tensor(3, dtype=torch.long)]
     swa_mean_update(counter, [torch.tensor(9, dtype=torch.long)], 1)
     assert counter[0].dtype == torch.long and int(counter[0]) == 9
+
+
+def test_library_scene_is_the_scene_and_start_the_calibration_clips_show():
+    """A bench reading a calibration scene's ground truth gets the frames the clip holds."""
+    from speednet.sampling import resize_short_side
+    from speednet.synthetic.library import render_frames
+    from speednet.synthetic.stream import CALIBRATION_STREAM, library_scene, stream_seed
+
+    clips = calibration_clips(2, run_seed=5, size_px=32, clip_frames=6)
+    for k, clip in enumerate(clips):
+        scene, start_s = library_scene(stream_seed(5, CALIBRATION_STREAM, k), 6)
+        frames = np.concatenate(list(render_frames(scene, start_s + np.arange(6) / scene.fps)))
+        np.testing.assert_array_equal(resize_short_side(frames, 32).numpy(), clip)

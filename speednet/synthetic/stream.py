@@ -155,6 +155,17 @@ def calibration_clips(count: int, *, run_seed: int, size_px: int = 64, clip_fram
                           clip_frames)
 
 
+def library_scene(seed: Sequence[int], clip_frames: int) -> tuple[SceneParams, float]:
+    """The library scene drawn from ``seed`` and the start (s) of its ``clip_frames``-frame clip, as the held-out sets draw them.
+
+    The one place that draw is made: benches that read a scene's ground truth (bench/error_anatomy.py)
+    describe the very frames the clip shows.
+    """
+    scene = sample_scene(np.random.default_rng(list(seed)))
+    span_s = clip_frames / scene.fps
+    return scene, float(np.random.default_rng([*seed, 1]).uniform(0.0, max(scene.duration_s - span_s, 0.0)))
+
+
 def _library_clips(seeds: list[list[int]], size_px: int, clip_frames: int,
                    times: np.ndarray | None = None) -> list[np.ndarray]:
     """One clip per seed: a library scene from ``seed``, ``clip_frames`` frames (or ``times``) from a random start, resized."""
@@ -165,9 +176,7 @@ def _library_clips(seeds: list[list[int]], size_px: int, clip_frames: int,
         raise ValueError(f"times must lie in [0, {clip_frames}) frame periods, got {times.min():g} … {times.max():g}")
     clips = []
     for seed in seeds:
-        scene = sample_scene(np.random.default_rng(seed))
-        span_s = clip_frames / scene.fps
-        start_s = float(np.random.default_rng([*seed, 1]).uniform(0.0, max(scene.duration_s - span_s, 0.0)))
+        scene, start_s = library_scene(seed, clip_frames)
         frames = np.concatenate(list(render_frames(scene, start_s + times / scene.fps)))
         clips.append(resize_short_side(frames, size_px).numpy())
     return clips
