@@ -126,6 +126,7 @@ def train(
     steps: int = typer.Option(1200, help="Training steps."),
     batch_size: int = typer.Option(32, help="Items per step (each clip at both speeds)."),
     lr: float = typer.Option(2e-3, help="Peak learning rate (warm-up, then cosine)."),
+    warmup_steps: int = typer.Option(50, min=0, help="Steps of linear learning-rate warm-up."),
     init_from: Optional[str] = typer.Option(None, help="Fine-tune from: 'reference' (the shipped model), a checkpoint "
                                                        "file or a registered model_id."),
     procedural_share: float = typer.Option(0.5, help="Share of batches drawn from fresh physics scenes (1: no library)."),
@@ -141,11 +142,13 @@ def train(
                                                   "the cut, not lean on the scene's pixel speed."),
     bn_source: str = typer.Option("training", help="Final BatchNorm statistics from 'training' batches or from the "
                                                    "fresh calibration 'scenes' at exact 1x/2x (as scored)."),
-    calibration_scenes: int = typer.Option(100, min=0, help="Fresh scenes the decision threshold is fitted on "
-                                                             "(0: keep P = 0.5)."),
+    calibration_scenes: int = typer.Option(400, min=0, help="Fresh scenes the decision threshold is fitted on "
+                                                             "(0: keep P = 0.5; fewer give a noisier cut)."),
     eval_every: int = typer.Option(0, help="Held-out evaluation on fresh scenes every n steps (0: at the end only)."),
     seed: int = typer.Option(0, help="Seed of the split, the weights and the procedural scenes."),
     nproc: int = typer.Option(1, help="Processes; > 1 runs torchrun DDP (gloo on CPU, nccl on GPUs)."),
+    loader_workers: int = typer.Option(1, min=0, help="Processes drawing training batches per training process (1 "
+                                                      "feeds a 2-core CPU; a GPU wants most of the cores)."),
     resume: bool = typer.Option(True, help="Continue a killed run with the same settings from its checkpoint."),
 ) -> None:
     """Train SpeedNet on the ingested clips and fresh scenes, and register the model (runs train-speednet here)."""
@@ -166,7 +169,7 @@ def train(
         _cannot("train", e)
     try:
         result = train_speednet(preset=preset, width=width, input_size=input_size, steps=steps, batch_size=batch_size,
-                                lr=lr, init_from=init_from,
+                                lr=lr, warmup_steps=warmup_steps, loader_workers=loader_workers, init_from=init_from,
                                 procedural_share=procedural_share, domains=domain_list, temporal_sampler=temporal_sampler,
                                 curriculum_steps=curriculum_steps, swa_from=swa_from, pair_centring=pair_centring,
                                 bn_source=bn_source, calibration_scenes=calibration_scenes, eval_every=eval_every, seed=seed, nproc=nproc,
