@@ -53,11 +53,10 @@ def steps_per_s(config: TrainConfig, seconds: float) -> float:
     """
     probe = dataclasses.replace(config, steps=10**6, eval_every=0, eval_scenes=0, calibration_scenes=0,
                                 bn_recalibration_batches=0, checkpoint_every=10**6)
-    marks: list[tuple[int, float]] = []
+    marks: list[tuple[int, float]] = []  # (step, seconds) of every logged entry
 
     def on_log(entry: dict) -> None:
-        if entry["seconds"] >= seconds / 3:
-            marks.append((entry["step"], entry["seconds"]))
+        marks.append((entry["step"], entry["seconds"]))
         if entry["seconds"] >= seconds:
             raise _ProbeDone
 
@@ -66,7 +65,8 @@ def steps_per_s(config: TrainConfig, seconds: float) -> float:
             train(probe, NO_LIBRARY, probe_dir, on_log=on_log)
         except _ProbeDone:
             pass
-    (first_step, first_s), (last_step, last_s) = marks[0], marks[-1]
+    steady = [mark for mark in marks if mark[1] >= seconds / 3]
+    (first_step, first_s), (last_step, last_s) = (steady[0], steady[-1]) if len(steady) >= 2 else ((0, 0.0), marks[-1])
     return (last_step - first_step) / max(last_s - first_s, 1e-9)
 
 
@@ -106,7 +106,7 @@ def main() -> None:
     if steps is None:
         rate = steps_per_s(config, args.probe_s)
         budget = args.deadline_s - (time.perf_counter() - began) - FINISH_RESERVE_S
-        steps = int(0.92 * rate * budget) // 10 * 10
+        steps = max(0, int(0.92 * rate * budget) // 10 * 10)
         print(f"{rate:.2f} steps/s measured; {budget:.0f} s left for training: {steps} steps", flush=True)
         if steps < 10:
             sys.exit(f"gpu_train: only {steps} steps fit before --deadline-s {args.deadline_s:g}; give a later deadline")
